@@ -1,0 +1,130 @@
+"""What the operations core needs from a card driver, whatever the card.
+
+A driver module offers ``open_session(connection) -> CardSession`` (raising
+:class:`~agent.errors.UnsupportedCardError` when the card is not its kind). A session is
+used inside one card transaction, on the PC/SC worker thread.
+
+The PIN model is general: a card has one or more PINs (:class:`PinInfo`), and each key
+names the PIN that guards it. The Belgian card has one PIN for both keys; Estonian and
+Latvian cards have PIN1 for authentication and PIN2 for signing.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+
+class KeyRole(enum.Enum):
+    AUTHENTICATION = "authentication"
+    SIGNING = "signing"
+
+
+class _PinPad:
+    """Marker: let the reader's PIN pad collect the PIN (secure PIN entry)."""
+
+    _instance: _PinPad | None = None
+
+    def __new__(cls) -> _PinPad:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "PINPAD"
+
+
+PINPAD: Final = _PinPad()
+"""Pass as the PIN to have the PIN typed on the reader's keypad."""
+
+PinEntry = str | _PinPad
+
+
+@dataclass(frozen=True)
+class PinInfo:
+    """One PIN of a card, as the user and the dialogs know it."""
+
+    reference: int
+    name: str  # "PIN" on the Belgian card, "PIN1"/"PIN2" on Baltic cards
+    min_length: int = 4
+    max_length: int = 12
+    max_tries: int = 3
+
+
+@dataclass(frozen=True)
+class PinStatus:
+    pin: PinInfo
+    tries_left: int | None  # None: the card cannot tell without spending a try
+    blocked: bool = False
+    verified: bool = False
+    must_change: bool = False  # e.g. an initial PIN that must be changed first
+
+
+@dataclass(frozen=True)
+class SignatureAlgorithm:
+    """As web-eid.js names them: cryptoAlgorithm ECC|RSA, paddingScheme NONE|PKCS1.5|PSS."""
+
+    crypto_algorithm: str
+    hash_function: str  # "SHA-256", "SHA-384", "SHA-512", ...
+    padding_scheme: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "cryptoAlgorithm": self.crypto_algorithm,
+            "hashFunction": self.hash_function,
+            "paddingScheme": self.padding_scheme,
+        }
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    card_type: str  # e.g. "BE eID (applet 1.8)"
+    serial: str  # hex or printable card serial, stable per card
+    holder_name: str | None = None
+    pins: tuple[PinInfo, ...] = field(default_factory=tuple)
+
+
+class CardSession(Protocol):
+    """A driver session on one card, inside one transaction."""
+
+    info: CardInfo
+
+    def certificate(self, role: KeyRole) -> bytes | None:
+        """The DER certificate for the key, or None when the card has none (kids' cards)."""
+
+    def pin_for(self, role: KeyRole) -> PinInfo:
+        """The PIN that guards this key."""
+
+    def pin_status(self, pin: PinInfo) -> PinStatus:
+        """Tries left and state, without spending a try."""
+
+    def verify_pin(self, pin: PinInfo, value: PinEntry) -> None:
+        """VERIFY once. Raises InvalidPinError(tries_left), PinBlockedError, PinFormatError.
+
+        Never retried by the driver.
+        """
+
+    def change_pin(self, pin: PinInfo, old: PinEntry, new: str | None) -> None:
+        """CHANGE REFERENCE DATA (``old=PINPAD, new=None`` lets the PIN pad collect both)."""
+
+    def signature_algorithms(self, role: KeyRole) -> list[SignatureAlgorithm]:
+        """What the key can do, for getSigningCertificate."""
+
+    def sign(
+        self,
+        role: KeyRole,
+        digest: bytes,
+        hash_function: str,
+        pin: PinEntry | None,
+        *,
+        padding: str | None = None,
+    ) -> bytes:
+        """Sign a digest with the key; ``pin`` is verified right before when given.
+
+        Returns the signature as Web eID carries it: raw ``r || s`` for ECDSA, the
+        PKCS#1 v1.5 (or PSS when ``padding == "PSS"``) signature for RSA.
+        """
+
+    def read_identity(self, *, photo: bool = True) -> Any:
+        """Identity data (card-specific dataclass with ``to_json()``), signatures checked."""

@@ -1,0 +1,115 @@
+"""The agent's error tree. Only the edges (CLI, WebSocket, tray) turn these into words.
+
+AgentError
+ ├── CardError                     something went wrong talking to a card
+ │    ├── ApduError                 the card answered an unexpected status word (.sw)
+ │    ├── CardRemovedError          the card left the reader mid-operation
+ │    ├── CardCommunicationError    transport failure (reader gone, pcscd down)
+ │    ├── UnsupportedCardError      a card we recognise but cannot drive, or do not know
+ │    └── BadResponseError          the card answered bytes we cannot parse
+ ├── PinError
+ │    ├── InvalidPinError           wrong PIN (.tries_left)
+ │    ├── PinBlockedError           no tries left
+ │    ├── PinFormatError            the PIN does not fit the card's rules (not sent)
+ │    ├── PinPadTimeoutError        nobody typed on the PIN pad in time
+ │    └── PinPadCancelledError      the user pressed cancel on the PIN pad
+ ├── NoReaderError / NoCardError
+ ├── NotSupportedError             the card cannot do what was asked
+ ├── UserCancelledError / UserTimeoutError
+ ├── OriginNotAllowedError
+ └── BusyError
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base of all errors the agent raises on purpose."""
+
+
+class CardError(AgentError):
+    pass
+
+
+class ApduError(CardError):
+    """The card answered a status word other than the one expected."""
+
+    def __init__(self, sw: int, data: bytes = b"", message: str | None = None) -> None:
+        self.sw = sw
+        self.data = data
+        from agent.apdu import describe_sw
+
+        super().__init__(message or f"card answered {sw:04X} ({describe_sw(sw)})")
+
+
+class CardRemovedError(CardError):
+    pass
+
+
+class CardCommunicationError(CardError):
+    pass
+
+
+class UnsupportedCardError(CardError):
+    pass
+
+
+class BadResponseError(CardError):
+    pass
+
+
+class PinError(AgentError):
+    pass
+
+
+class InvalidPinError(PinError):
+    def __init__(self, tries_left: int, pin_name: str = "PIN") -> None:
+        self.tries_left = tries_left
+        self.pin_name = pin_name
+        super().__init__(f"wrong {pin_name}, {tries_left} tries left")
+
+
+class PinBlockedError(PinError):
+    def __init__(self, pin_name: str = "PIN") -> None:
+        self.pin_name = pin_name
+        super().__init__(f"{pin_name} is blocked")
+
+
+class PinFormatError(PinError):
+    pass
+
+
+class PinPadTimeoutError(PinError):
+    pass
+
+
+class PinPadCancelledError(PinError):
+    pass
+
+
+class NoReaderError(AgentError):
+    pass
+
+
+class NoCardError(AgentError):
+    pass
+
+
+class NotSupportedError(AgentError):
+    pass
+
+
+class UserCancelledError(AgentError):
+    pass
+
+
+class UserTimeoutError(AgentError):
+    pass
+
+
+class OriginNotAllowedError(AgentError):
+    pass
+
+
+class BusyError(AgentError):
+    pass

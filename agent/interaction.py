@@ -1,0 +1,98 @@
+"""How the core asks the user things, through an injected provider.
+
+Providers: the tray's Qt dialogs (``tray.dialogs``), a console prompt for headless runs,
+PIN-pad readers (the PIN is typed on the reader; the provider only shows a notice), and
+a scripted provider for tests that refuses to load unless explicitly enabled.
+
+All methods are coroutines. The core enforces the timeout (``asyncio.wait_for``) and
+cancels the coroutine when the page disconnects; providers must close their dialog on
+cancellation. A user who declines raises :class:`~agent.errors.UserCancelledError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from agent.cards.base import PinInfo
+
+
+class Operation(enum.Enum):
+    AUTHENTICATE = "authenticate"  # "log in"
+    SIGN = "sign"
+    READ_IDENTITY = "read-identity"
+    CHANGE_PIN = "change-pin"
+    GET_CERTIFICATE = "get-certificate"
+
+
+@dataclass(frozen=True)
+class PinRequest:
+    origin: str  # the requesting site, always shown
+    operation: Operation
+    pin: PinInfo  # which PIN, named as the card names it
+    tries_left: int | None
+    card_type: str
+    reader: str
+    holder: str | None = None  # the certificate holder's name
+    detail: str | None = None  # for SIGN: what is being signed, in plain words
+    timeout: float = 120.0  # seconds; for the dialog's countdown
+
+
+class ConsentKind(enum.Enum):
+    SITE = "site"  # may this site use the ID card at all?
+    IDENTITY = "identity"  # may this site read name, address and photo?
+
+
+class ConsentDecision(enum.Enum):
+    ALLOW_ONCE = "allow-once"
+    ALLOW_ALWAYS = "allow-always"
+    DENY = "deny"
+
+
+@dataclass(frozen=True)
+class ConsentRequest:
+    origin: str
+    kind: ConsentKind
+    holder: str | None = None
+    timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class CardChoice:
+    reader: str
+    card_type: str
+    holder: str | None
+    serial: str
+
+
+@dataclass(frozen=True)
+class ChoiceRequest:
+    origin: str
+    operation: Operation
+    choices: tuple[CardChoice, ...] = field(default_factory=tuple)
+    timeout: float = 120.0
+
+
+class UserInteraction(Protocol):
+    async def ask_pin(self, request: PinRequest) -> str:
+        """Return the PIN the user typed, or raise UserCancelledError."""
+
+    async def ask_pin_change(self, request: PinRequest) -> tuple[str, str]:
+        """Return (current PIN, new PIN) — the new one typed twice and matched by the UI."""
+
+    def pinpad_notice(self, request: PinRequest) -> contextlib.AbstractAsyncContextManager[None]:
+        """Show "enter your PIN on the reader" (with countdown) while the block runs."""
+
+    async def ask_consent(self, request: ConsentRequest) -> ConsentDecision: ...
+
+    async def choose_card(self, request: ChoiceRequest) -> int:
+        """Index into ``request.choices``, or raise UserCancelledError."""
+
+
+@contextlib.asynccontextmanager
+async def no_notice(request: PinRequest) -> AsyncIterator[None]:
+    """A pinpad_notice that shows nothing (for providers without a screen)."""
+    yield

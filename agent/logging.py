@@ -1,0 +1,34 @@
+"""Logging helpers: the TRAFFIC level for raw APDUs, below DEBUG.
+
+Traffic logs are redacted (see :func:`agent.apdu.redact_apdu`), yet they still show
+everything else a card says; enabling them prints a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+
+TRAFFIC = 5
+logging.addLevelName(TRAFFIC, "TRAFFIC")
+
+TRAFFIC_WARNING = (
+    "APDU traffic logging is on. PIN blocks are redacted, but the log shows card data "
+    "(certificates, identity). Turn it off when done."
+)
+
+
+def setup(level: str | int = "INFO", file: str | None = None) -> None:
+    """Configure root logging for the agent process."""
+    if isinstance(level, str):
+        level = TRAFFIC if level.upper() == "TRAFFIC" else logging.getLevelName(level.upper())
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if file:
+        handlers.append(logging.FileHandler(file, encoding="utf-8"))
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    if isinstance(level, int) and level <= TRAFFIC:
+        logging.getLogger("agent").warning(TRAFFIC_WARNING)
