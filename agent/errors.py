@@ -15,6 +15,8 @@ AgentError
  │    └── PinPadCancelledError      the user pressed cancel on the PIN pad
  ├── NoReaderError / NoCardError
  ├── NotSupportedError             the card cannot do what was asked
+ ├── InvalidArgumentError          a request parameter is malformed (also a ValueError)
+ ├── CertificateNotFoundError      no card holds the certificate a request names
  ├── UserCancelledError / UserTimeoutError
  ├── OriginNotAllowedError
  └── BusyError
@@ -97,6 +99,14 @@ class NoCardError(AgentError):
 
 class NotSupportedError(AgentError):
     pass
+
+
+class InvalidArgumentError(AgentError, ValueError):
+    """A request parameter is malformed (a short nonce, a hash of the wrong length, ...)."""
+
+
+class CertificateNotFoundError(AgentError):
+    """No card in any reader holds the certificate the request names."""
 
 
 class UserCancelledError(AgentError):
