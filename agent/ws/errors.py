@@ -106,6 +106,7 @@ _TABLE: tuple[tuple[type[BaseException], ErrorCode, str], ...] = (
     (errors.CardError, ErrorCode.CARD_ERROR, "The card or reader failed"),
 )
 
+
 def from_exception(exc: BaseException) -> RpcError:
     """Map an exception raised by a ClientSession to the error the page sees.
 

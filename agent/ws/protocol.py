@@ -332,9 +332,7 @@ class RpcProtocol:
         if method is None:
             return _error(
                 request_id,
-                error_object(
-                    ErrorCode.METHOD_NOT_FOUND, f"unknown method {request['method']!r}"
-                ),
+                error_object(ErrorCode.METHOD_NOT_FOUND, f"unknown method {request['method']!r}"),
             )
         params = request.get("params", {})
         if not isinstance(params, dict):
@@ -361,7 +359,7 @@ class RpcProtocol:
     @staticmethod
     def _check_envelope(request: dict[str, Any]) -> str | None:
         if request.get("jsonrpc") != "2.0":
-            return "jsonrpc must be \"2.0\""
+            return 'jsonrpc must be "2.0"'
         if not isinstance(request.get("method"), str):
             return "method must be a string"
         if "result" in request or "error" in request:

@@ -283,4 +283,3 @@ def serve(
     ``limits``: ``max_connections``, ``max_message_size``, ``max_pending``, ``ping_interval``.
     """
     return WsServer(service, port=port, hosts=hosts, **limits)
-
