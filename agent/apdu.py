@@ -132,6 +132,8 @@ class SmartCardConnection(abc.ABC):
 
     atr: bytes = b""
     reader: str = ""
+    # Reader PIN-pad control codes (agent.backend.PinPadFeatures), or None.
+    pinpad: object | None = None
 
     @abc.abstractmethod
     def send_and_receive(self, apdu: bytes) -> tuple[bytes, int]:

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every test: lint, the boundary checks, then pytest (unit, real pcscd + vpcd, OpenSC,
+# Chromium, Xvfb). Artifacts (screenshots, logs) land in artifacts/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p artifacts
+status=0
+echo "== ruff"
+.venv/bin/ruff check agent tray tests || status=1
+echo "== pytest"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@" || status=$?
+exit $status
