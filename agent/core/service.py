@@ -1,0 +1,962 @@
+"""The operations core: card operations for pages, with consent, PINs and one card queue.
+
+One :class:`AgentService` per process owns the reader backend and the user-interaction
+provider. Each WebSocket connection gets a :class:`ClientSession` bound to the handshake
+``Origin``; every card method first makes sure that origin is approved (machine policy,
+a stored "always", or the user's answer now) and only then touches a card.
+
+Everything here runs on the asyncio event loop; card work goes to the backend's single
+worker thread through ``backend.run(...)`` and :func:`asyncio.wrap_future`. The tray sees
+and steers the core through :class:`agent.control.AgentControl`, which this class
+implements (those methods are safe to call from any thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from cryptography import x509
+
+from agent.apdu import SmartCardConnection
+from agent.backend import EventKind, ReaderBackend, ReaderEvent, ReaderInfo
+from agent.cards import registry
+from agent.cards.base import (
+    PINPAD,
+    CardInfo,
+    CardSession,
+    KeyRole,
+    PinEntry,
+    PinInfo,
+    PinStatus,
+    SignatureAlgorithm,
+)
+from agent.control import AgentState, CardSummary, Notice, ReaderSummary, Snapshot
+from agent.core import token
+from agent.core.config import AgentConfig
+from agent.core.consent import ApprovalStore
+from agent.core.origin import normalize_origin
+from agent.core.queue import CardQueue
+from agent.errors import (
+    AgentError,
+    CardRemovedError,
+    CertificateNotFoundError,
+    InvalidArgumentError,
+    InvalidPinError,
+    NoCardError,
+    NoReaderError,
+    NotSupportedError,
+    OriginNotAllowedError,
+    PinBlockedError,
+    PinPadCancelledError,
+    PinPadTimeoutError,
+    UserCancelledError,
+    UserTimeoutError,
+)
+from agent.interaction import (
+    CardChoice,
+    ChoiceRequest,
+    ConsentDecision,
+    ConsentKind,
+    ConsentRequest,
+    Operation,
+    PinRequest,
+    UserInteraction,
+)
+
+__all__ = ["AgentService", "ClientSession", "SessionOpener"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+SessionOpener = Callable[[SmartCardConnection, Any], CardSession]
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class _CardState:
+    """What the core remembers about the card in one reader (event-loop side only)."""
+
+    info: CardInfo | None = None
+    cache: dict[str, Any] = field(default_factory=dict)  # the driver's, used on the worker
+    pin_blocked: bool = False
+    unsupported: bool = False
+
+
+@dataclass(frozen=True)
+class _PinPlan:
+    """Everything a PIN dialog needs, read from the card before asking."""
+
+    reader: str
+    info: CardInfo
+    pin: PinInfo
+    status: PinStatus
+    pinpad_verify: bool
+    pinpad_modify: bool
+
+
+def _card_json(info: CardInfo | None) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    return {"type": info.card_type, "holder": info.holder_name, "serial": info.serial}
+
+
+def _b64decode(value: object, what: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"{what} must be a non-empty base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgumentError(f"{what} is not valid base64") from None
+
+
+async def _ask(coro: Awaitable[T], timeout: float) -> T:
+    """Await a user interaction, turning the agent's timeout into UserTimeoutError."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await coro
+    except TimeoutError:
+        raise UserTimeoutError(f"no answer from the user within {timeout:g} s") from None
+
+
+class AgentService:
+    """The one operations core of the process; also the tray's :class:`AgentControl`."""
+
+    def __init__(
+        self,
+        backend: ReaderBackend,
+        interaction: UserInteraction,
+        *,
+        config: AgentConfig,
+        open_session: SessionOpener = registry.open_session,
+    ) -> None:
+        self.backend = backend
+        self.interaction = interaction
+        self.config = config
+        self.approvals = ApprovalStore(config.approvals_file)
+        self._open_session = open_session
+        self._queue = CardQueue()
+        self._cards: dict[str, _CardState] = {}
+        self._sessions: set[ClientSession] = set()
+        self._policy_origins = self._normalize_policy(config.policy.allowed_origins)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._events: asyncio.Queue[ReaderEvent] = asyncio.Queue()
+        self._event_task: asyncio.Task[None] | None = None
+        self._shutdown = asyncio.Event()
+        self._active_operations = 0
+        self._listeners: list[tuple[Callable[[Snapshot], None], Callable[[Notice, str], None]]]
+        self._listeners = []
+        self._listeners_lock = threading.Lock()
+
+    @staticmethod
+    def _normalize_policy(origins: tuple[str, ...]) -> frozenset[str]:
+        normalized = set()
+        for origin in origins:
+            try:
+                normalized.add(normalize_origin(origin))
+            except OriginNotAllowedError:
+                logger.error("machine policy lists an invalid origin %r; ignored", origin)
+        return frozenset(normalized)
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start watching readers (reader and card events flow from now on)."""
+        self._loop = asyncio.get_running_loop()
+        self._event_task = asyncio.create_task(self._process_events(), name="reader-events")
+        await asyncio.to_thread(self.backend.start, self._on_backend_event)
+        if self.config.identify_cards:
+            for reader in self.backend.readers():
+                if reader.card_present and reader.name not in self._cards:
+                    await self._identify(reader.name)
+        logger.info("agent core started (version %s)", self.config.version)
+        self._changed()
+
+    async def stop(self) -> None:
+        """Close every client session and release the readers."""
+        for session in list(self._sessions):
+            await session.close()
+        if self._event_task is not None:
+            self._event_task.cancel()
+            await asyncio.gather(self._event_task, return_exceptions=True)
+            self._event_task = None
+        await asyncio.to_thread(self.backend.stop)
+        logger.info("agent core stopped")
+
+    async def wait_shutdown(self) -> None:
+        """Return once :meth:`shutdown` was called (tray Quit)."""
+        await self._shutdown.wait()
+
+    # -- origins ---------------------------------------------------------------------------
+
+    def origin_precheck(self, origin: str) -> None:
+        """Refuse a connection whose origin is malformed or barred by machine policy.
+
+        Raises:
+            OriginNotAllowedError: bad syntax (https only; http for loopback hosts), or the
+                policy allows no user approvals and does not list this origin.
+        """
+        normalized = normalize_origin(origin)
+        if normalized in self._policy_origins:
+            return
+        if not self.config.policy.allow_user_approval:
+            raise OriginNotAllowedError(
+                f"{normalized} is not among the sites the administrator allowed"
+            )
+
+    def is_approved(self, origin: str, kind: ConsentKind = ConsentKind.SITE) -> bool:
+        """Allowed by machine policy (sites only) or by a stored user approval."""
+        if kind is ConsentKind.SITE and origin in self._policy_origins:
+            return True
+        return self.config.policy.allow_user_approval and self.approvals.is_approved(origin, kind)
+
+    def open_client(self, origin: str) -> ClientSession:
+        """A session for one connection; ``origin`` is the handshake ``Origin`` header."""
+        self.origin_precheck(origin)
+        session = ClientSession(self, normalize_origin(origin))
+        self._sessions.add(session)
+        logger.info("connection from %s", session.origin)
+        self._changed()
+        return session
+
+    def _forget_session(self, session: ClientSession) -> None:
+        self._sessions.discard(session)
+        self._changed()
+
+    # -- readers and cards -----------------------------------------------------------------
+
+    def _state(self, reader: str) -> _CardState:
+        return self._cards.setdefault(reader, _CardState())
+
+    def reader_info(self, reader: str) -> ReaderInfo | None:
+        return next((r for r in self.backend.readers() if r.name == reader), None)
+
+    async def card_job(
+        self,
+        reader: str,
+        work: Callable[[CardSession], T],
+        *,
+        expect_serial: str | None = None,
+    ) -> T:
+        """Run ``work(session)`` on the card in ``reader``, on the backend worker.
+
+        ``expect_serial`` makes sure it is still the same card as when the operation began.
+        """
+        state = self._state(reader)
+        opener, cache = self._open_session, state.cache
+
+        def job(connection: SmartCardConnection) -> tuple[CardInfo, T]:
+            session = opener(connection, cache)
+            if expect_serial is not None and session.info.serial != expect_serial:
+                raise CardRemovedError("another card was put in the reader")
+            return session.info, work(session)
+
+        try:
+            info, result = await asyncio.wrap_future(self.backend.run(reader, job))
+        except NoCardError:
+            if expect_serial is not None:
+                raise CardRemovedError("the card was removed") from None
+            raise
+        if self._cards.get(reader) is state:
+            state.info = info
+        return result
+
+    async def _identify(self, reader: str) -> None:
+        """Read the type, holder and serial of the card in ``reader`` (for tray and status)."""
+        state = self._state(reader)
+        try:
+            await self.card_job(reader, lambda session: None)
+        except AgentError as exc:
+            state.unsupported = True
+            logger.info("could not identify the card in %r: %s", reader, exc)
+        except Exception:
+            logger.exception("identifying the card in %r failed", reader)
+
+    def _on_backend_event(self, event: ReaderEvent) -> None:
+        """Called on the backend's thread: hand the event to the loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._events.put_nowait, event)
+        except RuntimeError:  # the loop is closing
+            pass
+
+    async def _process_events(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                await self._handle_event(event)
+            except Exception:
+                logger.exception("handling %s failed", event)
+
+    async def _handle_event(self, event: ReaderEvent) -> None:
+        logger.info("%s: %s", event.kind.value, event.reader)
+        if event.kind is EventKind.CARD_INSERTED:
+            self._cards[event.reader] = _CardState()
+            if self.config.identify_cards:
+                await self._identify(event.reader)
+        elif event.kind in (EventKind.CARD_REMOVED, EventKind.READER_REMOVED):
+            self._cards.pop(event.reader, None)
+        state = self._cards.get(event.reader)
+        info = state.info if state is not None else None
+        self._broadcast(
+            {"type": event.kind.value, "reader": event.reader, "card": _card_json(info)}
+        )
+        if event.kind is EventKind.CARD_INSERTED:
+            self._notice(Notice.CARD_INSERTED, (info.holder_name or "") if info else "")
+        elif event.kind is EventKind.CARD_REMOVED:
+            self._notice(Notice.CARD_REMOVED, event.reader)
+        self._changed()
+
+    def _broadcast(self, payload: dict[str, Any]) -> None:
+        for session in list(self._sessions):
+            session._deliver(payload)
+
+    def _pin_blocked(self, reader: str, pin_name: str) -> None:
+        state = self._cards.get(reader)
+        if state is not None:
+            state.pin_blocked = True
+        self._notice(Notice.PIN_BLOCKED, pin_name)
+        self._changed()
+
+    # -- operations bookkeeping -----------------------------------------------------------
+
+    def _operation_started(self) -> None:
+        self._active_operations += 1
+        self._changed()
+
+    def _operation_finished(self) -> None:
+        self._active_operations -= 1
+        self._changed()
+
+    # -- AgentControl (thread-safe) -------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        readers = self.backend.readers()
+        cards = dict(self._cards)
+        summaries = []
+        for reader in readers:
+            card = None
+            if reader.card_present:
+                state = cards.get(reader.name)
+                info = state.info if state is not None else None
+                card = CardSummary(
+                    reader=reader.name,
+                    card_type=info.card_type if info else None,
+                    holder_first_name=None,
+                    holder_name=info.holder_name if info else None,
+                    serial=info.serial if info else None,
+                    pin_blocked=bool(state and state.pin_blocked),
+                )
+            summaries.append(
+                ReaderSummary(
+                    reader.name, card, pinpad=bool(reader.pinpad and reader.pinpad.can_verify)
+                )
+            )
+        if not readers:
+            state_ = AgentState.NO_READER
+        elif self._active_operations > 0:
+            state_ = AgentState.BUSY
+        elif not any(r.card_present for r in readers):
+            state_ = AgentState.NO_CARD
+        else:
+            state_ = AgentState.READY
+        return Snapshot(
+            state=state_,
+            readers=tuple(summaries),
+            connected_origins=tuple(sorted({s.origin for s in list(self._sessions)})),
+            allowed_origins=self.approvals.origins()
+            if self.config.policy.allow_user_approval
+            else (),
+            policy_origins=tuple(sorted(self._policy_origins)),
+            version=self.config.version,
+            port=self.config.port,
+        )
+
+    def subscribe(
+        self, on_change: Callable[[Snapshot], None], on_notice: Callable[[Notice, str], None]
+    ) -> Callable[[], None]:
+        entry = (on_change, on_notice)
+        with self._listeners_lock:
+            self._listeners.append(entry)
+
+        def unsubscribe() -> None:
+            with self._listeners_lock:
+                if entry in self._listeners:
+                    self._listeners.remove(entry)
+
+        return unsubscribe
+
+    def revoke_origin(self, origin: str) -> None:
+        try:
+            origin = normalize_origin(origin)
+        except OriginNotAllowedError:
+            pass
+        self.approvals.revoke(origin)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._revoked, origin)
+        else:
+            self._revoked(origin)
+
+    def _revoked(self, origin: str) -> None:
+        for session in list(self._sessions):
+            if session.origin == origin:
+                session._approved_once = False
+        self._changed()
+
+    def log_folder(self) -> str:
+        return str(self.config.log_dir)
+
+    def shutdown(self) -> None:
+        logger.info("shutdown requested")
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._shutdown.set)
+        else:
+            self._shutdown.set()
+
+    def _listeners_copy(
+        self,
+    ) -> list[tuple[Callable[[Snapshot], None], Callable[[Notice, str], None]]]:
+        with self._listeners_lock:
+            return list(self._listeners)
+
+    def _changed(self) -> None:
+        listeners = self._listeners_copy()
+        if not listeners:
+            return
+        snapshot = self.snapshot()
+        for on_change, _ in listeners:
+            try:
+                on_change(snapshot)
+            except Exception:
+                logger.exception("tray state callback failed")
+
+    def _notice(self, notice: Notice, text: str) -> None:
+        for _, on_notice in self._listeners_copy():
+            try:
+                on_notice(notice, text)
+            except Exception:
+                logger.exception("tray notice callback failed")
+
+
+class ClientSession:
+    """One page connection, bound to its origin; the WebSocket layer's handle on the core."""
+
+    def __init__(self, service: AgentService, origin: str) -> None:
+        self.origin = origin
+        self._service = service
+        self._approved_once = False  # "allow once": for the life of this connection
+        self._denied = False
+        self._closed = False
+        self._consent_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscriber: EventSink | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self._approved_once or self._service.is_approved(self.origin)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _run(self, operation: Coroutine[Any, Any, T]) -> T:
+        """Run one request as a task that :meth:`close` can cancel."""
+        if self._closed:
+            operation.close()
+            raise UserCancelledError("the connection is closed")
+        task = asyncio.create_task(operation)
+        self._tasks.add(task)
+        self._service._operation_started()
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._closed and current is not None and not current.cancelling():
+                raise UserCancelledError("the page closed the connection") from None
+            raise
+        finally:
+            self._tasks.discard(task)
+            self._service._operation_finished()
+
+    async def _ensure_approved(self, timeout: float) -> None:
+        """Make sure the origin may use the card, asking the user when needed.
+
+        Raises:
+            OriginNotAllowedError: the user or the machine policy said no.
+        """
+        if self.approved:
+            return
+        service = self._service
+        if self._denied or not service.config.policy.allow_user_approval:
+            raise OriginNotAllowedError(f"{self.origin} may not use the ID card")
+        async with self._consent_lock:
+            if self.approved:
+                return
+            if self._denied:
+                raise OriginNotAllowedError(f"{self.origin} may not use the ID card")
+            request = ConsentRequest(self.origin, ConsentKind.SITE, timeout=timeout)
+            decision = await _ask(service.interaction.ask_consent(request), timeout)
+            if decision is ConsentDecision.ALLOW_ALWAYS:
+                service.approvals.approve(self.origin, ConsentKind.SITE)
+                service._changed()
+            elif decision is ConsentDecision.ALLOW_ONCE:
+                self._approved_once = True
+                logger.info("user allowed %s for this connection", self.origin)
+            else:
+                self._denied = True
+                logger.info("user denied %s", self.origin)
+                raise OriginNotAllowedError(f"the user did not allow {self.origin}")
+
+    def _present_readers(self) -> list[ReaderInfo]:
+        readers = self._service.backend.readers()
+        if not readers:
+            raise NoReaderError("no card reader is connected")
+        present = [r for r in readers if r.card_present]
+        if not present:
+            raise NoCardError("no card in any reader")
+        return present
+
+    async def _pick_card(self, operation: Operation, timeout: float) -> str:
+        """The reader whose card to use: the only one, or the one the user chooses."""
+        present = self._present_readers()
+        if len(present) == 1:
+            return present[0].name
+        service = self._service
+        choices = []
+        for reader in present:
+            state = service._cards.get(reader.name)
+            if state is None or state.info is None:
+                await service._identify(reader.name)
+                state = service._cards.get(reader.name)
+            info = state.info if state is not None else None
+            choices.append(
+                CardChoice(
+                    reader=reader.name,
+                    card_type=info.card_type if info else "unknown card",
+                    holder=info.holder_name if info else None,
+                    serial=info.serial if info else "",
+                )
+            )
+        request = ChoiceRequest(self.origin, operation, tuple(choices), timeout)
+        index = await _ask(service.interaction.choose_card(request), timeout)
+        if not 0 <= index < len(choices):
+            raise UserCancelledError("no card chosen")
+        return choices[index].reader
+
+    async def _plan_pin(self, reader: str, pin_for: Callable[[CardSession], PinInfo]) -> _PinPlan:
+        def read(session: CardSession) -> tuple[CardInfo, PinInfo, PinStatus]:
+            pin = pin_for(session)
+            return session.info, pin, session.pin_status(pin)
+
+        info, pin, status = await self._service.card_job(reader, read)
+        features = self._service.reader_info(reader)
+        pinpad = features.pinpad if features is not None else None
+        return _PinPlan(
+            reader=reader,
+            info=info,
+            pin=pin,
+            status=status,
+            pinpad_verify=bool(pinpad and pinpad.can_verify),
+            pinpad_modify=bool(pinpad and pinpad.modify_pin_direct is not None),
+        )
+
+    async def _with_pin(
+        self,
+        plan: _PinPlan,
+        operation: Operation,
+        timeout: float,
+        attempt: Callable[[PinRequest], Awaitable[T]],
+        detail: str | None = None,
+    ) -> T:
+        """Ask for the PIN and run ``attempt``; after a wrong PIN ask again (tries left shown).
+
+        Each attempt is one PIN the user typed (or typed on the PIN pad) for this request;
+        the core never retries by itself.
+        """
+        if plan.status.blocked or plan.status.tries_left == 0:
+            self._service._pin_blocked(plan.reader, plan.pin.name)
+            raise PinBlockedError(plan.pin.name)
+        tries_left = plan.status.tries_left
+        while True:
+            request = PinRequest(
+                origin=self.origin,
+                operation=operation,
+                pin=plan.pin,
+                tries_left=tries_left,
+                card_type=plan.info.card_type,
+                reader=plan.reader,
+                holder=plan.info.holder_name,
+                detail=detail,
+                timeout=timeout,
+            )
+            try:
+                return await attempt(request)
+            except InvalidPinError as exc:
+                logger.info("wrong %s, %d tries left", exc.pin_name, exc.tries_left)
+                if exc.tries_left <= 0:
+                    self._service._pin_blocked(plan.reader, plan.pin.name)
+                    raise PinBlockedError(plan.pin.name) from None
+                if not self._service.config.reask_wrong_pin:
+                    raise
+                tries_left = exc.tries_left
+            except PinBlockedError:
+                self._service._pin_blocked(plan.reader, plan.pin.name)
+                raise
+            except PinPadCancelledError:
+                raise UserCancelledError("cancelled on the PIN pad") from None
+            except PinPadTimeoutError:
+                raise UserTimeoutError("nobody typed the PIN on the PIN pad") from None
+
+    def _verify_attempt(
+        self,
+        plan: _PinPlan,
+        timeout: float,
+        action: Callable[[CardSession, PinEntry], T],
+    ) -> Callable[[PinRequest], Awaitable[T]]:
+        """One PIN entry (dialog or PIN pad) followed by ``action`` on the card."""
+        service = self._service
+
+        async def attempt(request: PinRequest) -> T:
+            if plan.pinpad_verify:
+                async with service.interaction.pinpad_notice(request):
+                    return await service.card_job(
+                        plan.reader,
+                        lambda session: action(session, PINPAD),
+                        expect_serial=plan.info.serial,
+                    )
+            value = await _ask(service.interaction.ask_pin(request), timeout)
+            return await service.card_job(
+                plan.reader, lambda session: action(session, value), expect_serial=plan.info.serial
+            )
+
+        return attempt
+
+    # -- the requests ----------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """Agent version and readers; never touches a card.
+
+        Unapproved origins learn only the version and whether readers hold cards.
+        """
+        service = self._service
+        readers = service.backend.readers()
+        if not self.approved:
+            return {
+                "version": service.config.version,
+                "approved": False,
+                "readers": [{"cardPresent": r.card_present} for r in readers],
+            }
+        entries = []
+        for reader in readers:
+            state = service._cards.get(reader.name)
+            info = state.info if state is not None and reader.card_present else None
+            entries.append(
+                {
+                    "name": reader.name,
+                    "cardPresent": reader.card_present,
+                    "pinpad": bool(reader.pinpad and reader.pinpad.can_verify),
+                    "card": _card_json(info),
+                }
+            )
+        return {"version": service.config.version, "approved": True, "readers": entries}
+
+    async def get_signing_certificate(
+        self, *, timeout: float | None = None, lang: str | None = None
+    ) -> dict[str, Any]:
+        """The signing certificate and what its key can do (web-eid.js shape)."""
+        return await self._run(self._get_signing_certificate(self._service.config.timeout(timeout)))
+
+    async def _get_signing_certificate(self, timeout: float) -> dict[str, Any]:
+        await self._ensure_approved(timeout)
+        reader = await self._pick_card(Operation.GET_CERTIFICATE, timeout)
+
+        def read(session: CardSession) -> tuple[bytes | None, list[SignatureAlgorithm]]:
+            return (
+                session.certificate(KeyRole.SIGNING),
+                session.signature_algorithms(KeyRole.SIGNING),
+            )
+
+        async with self._service._queue.hold(reader, self.origin, timeout):
+            certificate, algorithms = await self._service.card_job(reader, read)
+        if certificate is None:
+            raise NotSupportedError("this card has no signing certificate")
+        return {
+            "certificate": base64.b64encode(certificate).decode("ascii"),
+            "supportedSignatureAlgorithms": [a.to_json() for a in algorithms],
+        }
+
+    async def authenticate(
+        self, challenge_nonce: str, *, timeout: float | None = None, lang: str | None = None
+    ) -> dict[str, Any]:
+        """A Web eID ``web-eid:1.0`` token over this origin and ``challenge_nonce``.
+
+        Raises:
+            InvalidArgumentError: the nonce is not 44 to 128 characters of base64.
+            InvalidPinError, PinBlockedError, UserCancelledError, UserTimeoutError, ...
+        """
+        nonce = token.validate_nonce(challenge_nonce)
+        return await self._run(self._authenticate(nonce, self._service.config.timeout(timeout)))
+
+    async def _authenticate(self, nonce: str, timeout: float) -> dict[str, Any]:
+        service = self._service
+        await self._ensure_approved(timeout)
+        reader = await self._pick_card(Operation.AUTHENTICATE, timeout)
+        async with service._queue.hold(reader, self.origin, timeout):
+
+            def read(session: CardSession) -> tuple[bytes | None, list[SignatureAlgorithm]]:
+                return (
+                    session.certificate(KeyRole.AUTHENTICATION),
+                    session.signature_algorithms(KeyRole.AUTHENTICATION),
+                )
+
+            certificate, algorithms = await service.card_job(reader, read)
+            if certificate is None:
+                raise NotSupportedError("this card has no authentication certificate")
+            algorithm = token.token_algorithm(certificate, algorithms)
+            digest = token.auth_digest(self.origin, nonce, algorithm.hash_function)
+            plan = await self._plan_pin(reader, lambda s: s.pin_for(KeyRole.AUTHENTICATION))
+
+            def sign(session: CardSession, pin: PinEntry) -> bytes:
+                return session.sign(
+                    KeyRole.AUTHENTICATION,
+                    digest,
+                    algorithm.hash_function,
+                    pin,
+                    padding=algorithm.padding,
+                )
+
+            signature = await self._with_pin(
+                plan, Operation.AUTHENTICATE, timeout, self._verify_attempt(plan, timeout, sign)
+            )
+        logger.info(
+            "authenticated %s with the card in %r (%s)", self.origin, reader, algorithm.name
+        )
+        return token.build_token(certificate, algorithm, signature, service.config.app_version)
+
+    async def sign(
+        self,
+        certificate: str,
+        hash: str,  # noqa: A002 - web-eid.js names it so
+        hash_function: str,
+        *,
+        timeout: float | None = None,
+        lang: str | None = None,
+    ) -> dict[str, Any]:
+        """Sign ``hash`` with the key of ``certificate``, on whichever card holds it.
+
+        Raises:
+            InvalidArgumentError: bad base64, unknown hash function, wrong hash length.
+            CertificateNotFoundError: no card in any reader holds that certificate.
+        """
+        der = _b64decode(certificate, "certificate")
+        try:
+            x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise InvalidArgumentError("certificate is not a DER X.509 certificate") from None
+        if hash_function not in token.HASH_FUNCTIONS:
+            raise InvalidArgumentError(f"unsupported hashFunction {hash_function!r}")
+        digest = _b64decode(hash, "hash")
+        expected = token.hash_function_for(hash_function).digest_size
+        if len(digest) != expected:
+            raise InvalidArgumentError(
+                f"a {hash_function} hash is {expected} bytes, not {len(digest)}"
+            )
+        return await self._run(
+            self._sign(der, digest, hash_function, self._service.config.timeout(timeout))
+        )
+
+    async def _find_certificate(self, certificate: bytes) -> str:
+        service = self._service
+        for reader in self._present_readers():
+            try:
+                held = await service.card_job(
+                    reader.name, lambda session: session.certificate(KeyRole.SIGNING)
+                )
+            except AgentError as exc:
+                logger.info("skipping the card in %r: %s", reader.name, exc)
+                continue
+            if held == certificate:
+                return reader.name
+        raise CertificateNotFoundError("no card in the readers holds that signing certificate")
+
+    async def _sign(
+        self, certificate: bytes, digest: bytes, hash_function: str, timeout: float
+    ) -> dict[str, Any]:
+        service = self._service
+        await self._ensure_approved(timeout)
+        reader = await self._find_certificate(certificate)
+        async with service._queue.hold(reader, self.origin, timeout):
+            algorithms = await service.card_job(
+                reader, lambda session: session.signature_algorithms(KeyRole.SIGNING)
+            )
+            algorithm = next((a for a in algorithms if a.hash_function == hash_function), None)
+            if algorithm is None:
+                raise NotSupportedError(f"this card cannot sign a {hash_function} hash")
+            plan = await self._plan_pin(reader, lambda s: s.pin_for(KeyRole.SIGNING))
+            padding = "PSS" if algorithm.padding_scheme == "PSS" else None
+
+            def sign(session: CardSession, pin: PinEntry) -> bytes:
+                return session.sign(KeyRole.SIGNING, digest, hash_function, pin, padding=padding)
+
+            detail = f"a document ({hash_function} hash {digest.hex()[:16]}…)"
+            signature = await self._with_pin(
+                plan, Operation.SIGN, timeout, self._verify_attempt(plan, timeout, sign), detail
+            )
+        logger.info(
+            "signed a %s hash for %s with the card in %r", hash_function, self.origin, reader
+        )
+        return {
+            "signature": base64.b64encode(signature).decode("ascii"),
+            "signatureAlgorithm": algorithm.to_json(),
+        }
+
+    async def read_identity(
+        self, *, photo: bool = True, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Name, address and (optionally) photo, after the user agreed for this origin."""
+        return await self._run(self._read_identity(photo, self._service.config.timeout(timeout)))
+
+    async def _read_identity(self, photo: bool, timeout: float) -> dict[str, Any]:
+        service = self._service
+        await self._ensure_approved(timeout)
+        reader = await self._pick_card(Operation.READ_IDENTITY, timeout)
+        if not service.is_approved(self.origin, ConsentKind.IDENTITY):
+            state = service._cards.get(reader)
+            holder = state.info.holder_name if state is not None and state.info else None
+            request = ConsentRequest(self.origin, ConsentKind.IDENTITY, holder, timeout)
+            decision = await _ask(service.interaction.ask_consent(request), timeout)
+            if decision is ConsentDecision.DENY:
+                raise UserCancelledError("the user did not allow reading the identity data")
+            if decision is ConsentDecision.ALLOW_ALWAYS:
+                service.approvals.approve(self.origin, ConsentKind.IDENTITY)
+        async with service._queue.hold(reader, self.origin, timeout):
+            identity = await service.card_job(
+                reader, lambda session: session.read_identity(photo=photo)
+            )
+        logger.info("identity read for %s from the card in %r", self.origin, reader)
+        result: dict[str, Any] = identity.to_json()
+        return result
+
+    async def pin_status(self) -> dict[str, Any]:
+        """Tries left for each PIN of the card (no try is spent)."""
+        return await self._run(self._pin_status(self._service.config.timeout(None)))
+
+    async def _pin_status(self, timeout: float) -> dict[str, Any]:
+        service = self._service
+        await self._ensure_approved(timeout)
+        reader = await self._pick_card(Operation.CHANGE_PIN, timeout)
+
+        def read(session: CardSession) -> tuple[CardInfo, list[PinStatus]]:
+            pins = list(session.info.pins)
+            if not pins:
+                for role in KeyRole:
+                    pin = session.pin_for(role)
+                    if pin not in pins:
+                        pins.append(pin)
+            return session.info, [session.pin_status(pin) for pin in pins]
+
+        async with service._queue.hold(reader, self.origin, timeout):
+            info, statuses = await service.card_job(reader, read)
+        return {
+            "pins": [
+                {
+                    "name": s.pin.name,
+                    "triesLeft": s.tries_left,
+                    "maxTries": s.pin.max_tries,
+                    "blocked": s.blocked,
+                }
+                for s in statuses
+            ],
+            "reader": reader,
+            "cardType": info.card_type,
+        }
+
+    async def change_pin(
+        self, *, timeout: float | None = None, pin_name: str | None = None
+    ) -> dict[str, Any]:
+        """Change a PIN through the agent's own dialog (or the PIN pad).
+
+        ``pin_name`` picks the PIN on cards with several (default: the authentication PIN).
+        """
+        return await self._run(self._change_pin(pin_name, self._service.config.timeout(timeout)))
+
+    async def _change_pin(self, pin_name: str | None, timeout: float) -> dict[str, Any]:
+        service = self._service
+        await self._ensure_approved(timeout)
+        reader = await self._pick_card(Operation.CHANGE_PIN, timeout)
+
+        def choose(session: CardSession) -> PinInfo:
+            if pin_name is None:
+                return session.pin_for(KeyRole.AUTHENTICATION)
+            for pin in session.info.pins:
+                if pin.name == pin_name:
+                    return pin
+            raise InvalidArgumentError(f"this card has no PIN named {pin_name!r}")
+
+        async with service._queue.hold(reader, self.origin, timeout):
+            plan = await self._plan_pin(reader, choose)
+
+            async def attempt(request: PinRequest) -> None:
+                if plan.pinpad_modify:
+                    async with service.interaction.pinpad_notice(request):
+                        await service.card_job(
+                            reader,
+                            lambda s: s.change_pin(plan.pin, PINPAD, None),
+                            expect_serial=plan.info.serial,
+                        )
+                    return
+                old, new = await _ask(service.interaction.ask_pin_change(request), timeout)
+                await service.card_job(
+                    reader,
+                    lambda s: s.change_pin(plan.pin, old, new),
+                    expect_serial=plan.info.serial,
+                )
+
+            await self._with_pin(plan, Operation.CHANGE_PIN, timeout, attempt)
+        logger.info("%s changed on the card in %r", plan.pin.name, reader)
+        return {
+            "pin": plan.pin.name,
+            "changed": True,
+            "reader": reader,
+            "cardType": plan.info.card_type,
+        }
+
+    # -- events ----------------------------------------------------------------------------
+
+    def subscribe(self, callback: EventSink) -> None:
+        """Receive reader/card events (delivered only while the origin is approved)."""
+        self._subscriber = callback
+
+    def unsubscribe(self) -> None:
+        self._subscriber = None
+
+    def _deliver(self, payload: dict[str, Any]) -> None:
+        callback = self._subscriber
+        if callback is None or self._closed or not self.approved:
+            return
+        try:
+            callback(dict(payload))
+        except Exception:
+            logger.exception("event delivery to %s failed", self.origin)
+
+    async def close(self) -> None:
+        """The page went away: cancel its pending prompts and operations."""
+        if self._closed:
+            return
+        self._closed = True
+        self._subscriber = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._service._forget_session(self)
+        logger.info("connection from %s closed", self.origin)
