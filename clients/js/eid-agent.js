@@ -1,0 +1,400 @@
+/**
+ * eid-agent.js — talk to the local eid-agent from a web page. No dependencies.
+ *
+ * The API follows web-eid.js (status, authenticate, getSigningCertificate, sign; same
+ * result fields and error codes where the meaning matches) and adds readIdentity,
+ * pinStatus, changePin and card events. Transport: JSON-RPC 2.0 over a WebSocket to
+ * ws://127.0.0.1:24847 (see docs/protocol.md).
+ *
+ *   import { authenticate, UserCancelledError } from "./eid-agent.js";
+ *   const token = await authenticate(nonceFromServer, { lang: "fr" });
+ *
+ * @module eid-agent
+ */
+
+export const VERSION = "0.1.0";
+export const DEFAULT_URL = "ws://127.0.0.1:24847";
+export const DEFAULT_USER_INTERACTION_TIMEOUT = 120000; // ms, as web-eid.js
+
+/** String error codes (error.code). Names from web-eid.js where the meaning matches. */
+export const ErrorCode = Object.freeze({
+  // web-eid.js codes
+  ERR_WEBEID_ACTION_TIMEOUT: "ERR_WEBEID_ACTION_TIMEOUT",
+  ERR_WEBEID_USER_TIMEOUT: "ERR_WEBEID_USER_TIMEOUT",
+  ERR_WEBEID_USER_CANCELLED: "ERR_WEBEID_USER_CANCELLED",
+  ERR_WEBEID_NATIVE_INVALID_ARGUMENT: "ERR_WEBEID_NATIVE_INVALID_ARGUMENT",
+  ERR_WEBEID_NATIVE_FATAL: "ERR_WEBEID_NATIVE_FATAL",
+  ERR_WEBEID_MISSING_PARAMETER: "ERR_WEBEID_MISSING_PARAMETER",
+  ERR_WEBEID_UNKNOWN_ERROR: "ERR_WEBEID_UNKNOWN_ERROR",
+  // eid-agent codes
+  ERR_EID_AGENT_UNAVAILABLE: "ERR_EID_AGENT_UNAVAILABLE",
+  ERR_EID_CONNECTION_LOST: "ERR_EID_CONNECTION_LOST",
+  ERR_EID_ORIGIN_NOT_ALLOWED: "ERR_EID_ORIGIN_NOT_ALLOWED",
+  ERR_EID_NO_READER: "ERR_EID_NO_READER",
+  ERR_EID_NO_CARD: "ERR_EID_NO_CARD",
+  ERR_EID_CARD_REMOVED: "ERR_EID_CARD_REMOVED",
+  ERR_EID_PIN_INVALID: "ERR_EID_PIN_INVALID",
+  ERR_EID_PIN_BLOCKED: "ERR_EID_PIN_BLOCKED",
+  ERR_EID_BUSY: "ERR_EID_BUSY",
+  ERR_EID_UNSUPPORTED_CARD: "ERR_EID_UNSUPPORTED_CARD",
+  ERR_EID_CERTIFICATE_NOT_FOUND: "ERR_EID_CERTIFICATE_NOT_FOUND",
+  ERR_EID_NOT_SUPPORTED: "ERR_EID_NOT_SUPPORTED",
+  ERR_EID_CARD_ERROR: "ERR_EID_CARD_ERROR",
+  ERR_EID_TOO_MANY_REQUESTS: "ERR_EID_TOO_MANY_REQUESTS",
+  ERR_EID_PARSE_ERROR: "ERR_EID_PARSE_ERROR",
+  ERR_EID_INVALID_REQUEST: "ERR_EID_INVALID_REQUEST",
+  ERR_EID_METHOD_NOT_FOUND: "ERR_EID_METHOD_NOT_FOUND",
+});
+
+/** Base class of every error this module rejects with. */
+export class EidAgentError extends Error {
+  /**
+   * @param {string} message
+   * @param {{code?: string, data?: object, rpcCode?: number}} [details]
+   */
+  constructor(message, details = {}) {
+    super(message);
+    this.name = new.target.name;
+    this.code = details.code ?? new.target.code ?? ErrorCode.ERR_WEBEID_UNKNOWN_ERROR;
+    this.data = details.data ?? {};
+    this.rpcCode = details.rpcCode;
+  }
+}
+
+function defineError(name, code) {
+  const cls = {
+    [name]: class extends EidAgentError {},
+  }[name];
+  cls.code = code;
+  return cls;
+}
+
+export const ActionTimeoutError = defineError("ActionTimeoutError", ErrorCode.ERR_WEBEID_ACTION_TIMEOUT);
+export const UserTimeoutError = defineError("UserTimeoutError", ErrorCode.ERR_WEBEID_USER_TIMEOUT);
+export const UserCancelledError = defineError("UserCancelledError", ErrorCode.ERR_WEBEID_USER_CANCELLED);
+export const NativeInvalidArgumentError = defineError(
+  "NativeInvalidArgumentError", ErrorCode.ERR_WEBEID_NATIVE_INVALID_ARGUMENT);
+export const NativeFatalError = defineError("NativeFatalError", ErrorCode.ERR_WEBEID_NATIVE_FATAL);
+export const MissingParameterError = defineError(
+  "MissingParameterError", ErrorCode.ERR_WEBEID_MISSING_PARAMETER);
+export const UnknownError = defineError("UnknownError", ErrorCode.ERR_WEBEID_UNKNOWN_ERROR);
+export const AgentUnavailableError = defineError("AgentUnavailableError", ErrorCode.ERR_EID_AGENT_UNAVAILABLE);
+export const ConnectionLostError = defineError("ConnectionLostError", ErrorCode.ERR_EID_CONNECTION_LOST);
+export const OriginNotAllowedError = defineError("OriginNotAllowedError", ErrorCode.ERR_EID_ORIGIN_NOT_ALLOWED);
+export const NoReaderError = defineError("NoReaderError", ErrorCode.ERR_EID_NO_READER);
+export const NoCardError = defineError("NoCardError", ErrorCode.ERR_EID_NO_CARD);
+export const CardRemovedError = defineError("CardRemovedError", ErrorCode.ERR_EID_CARD_REMOVED);
+export const PinBlockedError = defineError("PinBlockedError", ErrorCode.ERR_EID_PIN_BLOCKED);
+export const BusyError = defineError("BusyError", ErrorCode.ERR_EID_BUSY);
+export const UnsupportedCardError = defineError("UnsupportedCardError", ErrorCode.ERR_EID_UNSUPPORTED_CARD);
+export const CertificateNotFoundError = defineError(
+  "CertificateNotFoundError", ErrorCode.ERR_EID_CERTIFICATE_NOT_FOUND);
+export const NotSupportedError = defineError("NotSupportedError", ErrorCode.ERR_EID_NOT_SUPPORTED);
+export const CardError = defineError("CardError", ErrorCode.ERR_EID_CARD_ERROR);
+export const TooManyRequestsError = defineError("TooManyRequestsError", ErrorCode.ERR_EID_TOO_MANY_REQUESTS);
+/** The agent did not understand the request (a bug in this library or an old agent). */
+export const ProtocolError = defineError("ProtocolError", ErrorCode.ERR_EID_INVALID_REQUEST);
+
+/** Wrong PIN; `triesLeft` says how many tries remain before the PIN is blocked. */
+export class PinInvalidError extends EidAgentError {
+  static code = ErrorCode.ERR_EID_PIN_INVALID;
+  get triesLeft() {
+    return this.data.triesLeft;
+  }
+}
+
+const ERROR_CLASSES = new Map([
+  [ErrorCode.ERR_WEBEID_ACTION_TIMEOUT, ActionTimeoutError],
+  [ErrorCode.ERR_WEBEID_USER_TIMEOUT, UserTimeoutError],
+  [ErrorCode.ERR_WEBEID_USER_CANCELLED, UserCancelledError],
+  [ErrorCode.ERR_WEBEID_NATIVE_INVALID_ARGUMENT, NativeInvalidArgumentError],
+  [ErrorCode.ERR_WEBEID_NATIVE_FATAL, NativeFatalError],
+  [ErrorCode.ERR_WEBEID_MISSING_PARAMETER, MissingParameterError],
+  [ErrorCode.ERR_EID_AGENT_UNAVAILABLE, AgentUnavailableError],
+  [ErrorCode.ERR_EID_CONNECTION_LOST, ConnectionLostError],
+  [ErrorCode.ERR_EID_ORIGIN_NOT_ALLOWED, OriginNotAllowedError],
+  [ErrorCode.ERR_EID_NO_READER, NoReaderError],
+  [ErrorCode.ERR_EID_NO_CARD, NoCardError],
+  [ErrorCode.ERR_EID_CARD_REMOVED, CardRemovedError],
+  [ErrorCode.ERR_EID_PIN_INVALID, PinInvalidError],
+  [ErrorCode.ERR_EID_PIN_BLOCKED, PinBlockedError],
+  [ErrorCode.ERR_EID_BUSY, BusyError],
+  [ErrorCode.ERR_EID_UNSUPPORTED_CARD, UnsupportedCardError],
+  [ErrorCode.ERR_EID_CERTIFICATE_NOT_FOUND, CertificateNotFoundError],
+  [ErrorCode.ERR_EID_NOT_SUPPORTED, NotSupportedError],
+  [ErrorCode.ERR_EID_CARD_ERROR, CardError],
+  [ErrorCode.ERR_EID_TOO_MANY_REQUESTS, TooManyRequestsError],
+  [ErrorCode.ERR_EID_PARSE_ERROR, ProtocolError],
+  [ErrorCode.ERR_EID_INVALID_REQUEST, ProtocolError],
+  [ErrorCode.ERR_EID_METHOD_NOT_FOUND, ProtocolError],
+]);
+
+/** Rebuild the typed error from a JSON-RPC error object. */
+export function errorFromRpc(error) {
+  const data = error && typeof error.data === "object" && error.data !== null ? error.data : {};
+  const code = typeof data.code === "string" ? data.code : ErrorCode.ERR_WEBEID_UNKNOWN_ERROR;
+  const cls = ERROR_CLASSES.get(code) ?? UnknownError;
+  const message = (error && typeof error.message === "string" && error.message) || code;
+  return new cls(message, { code, data, rpcCode: error?.code });
+}
+
+function requireParam(value, name) {
+  if (value === undefined || value === null || value === "") {
+    throw new MissingParameterError(`${name} is missing`, { data: { parameter: name } });
+  }
+  return value;
+}
+
+/** `options` as the agent takes them: only userInteractionTimeout (ms) and lang. */
+function actionOptions(options) {
+  const result = {};
+  if (options?.userInteractionTimeout !== undefined) {
+    result.userInteractionTimeout = options.userInteractionTimeout;
+  }
+  if (options?.lang !== undefined) result.lang = options.lang;
+  return result;
+}
+
+/**
+ * A connection to the agent. Connects on first use, reconnects with backoff while event
+ * listeners exist, and fails fast with AgentUnavailableError when nothing answers.
+ */
+export class EidAgent {
+  /**
+   * @param {import("./eid-agent").EidAgentOptions} [options]
+   */
+  constructor(options = {}) {
+    this.url = options.url ?? DEFAULT_URL;
+    this.connectTimeout = options.connectTimeout ?? 3000;
+    this.requestTimeout = options.requestTimeout ?? 10000;
+    this.timeoutMargin = options.timeoutMargin ?? 5000;
+    this.reconnectDelay = options.reconnectDelay ?? 500;
+    this.maxReconnectDelay = options.maxReconnectDelay ?? 30000;
+    this.WebSocketImpl = options.WebSocket ?? globalThis.WebSocket;
+    this._socket = null;
+    this._opening = null;
+    this._nextId = 1;
+    this._pending = new Map();
+    this._listeners = new Set();
+    this._subscribed = false;
+    this._attempt = 0;
+    this._reconnectTimer = null;
+    this._closed = false;
+  }
+
+  /** Agent version and readers (card details only once this site is approved). */
+  status() {
+    return this._call("status", undefined, this.requestTimeout);
+  }
+
+  /** Web eID authentication token (format web-eid:1.0) for the server's challenge nonce. */
+  async authenticate(challengeNonce, options) {
+    requireParam(challengeNonce, "challengeNonce");
+    return this._call("authenticate", { challengeNonce, options: actionOptions(options) },
+      this._interactive(options, 1));
+  }
+
+  /** The signing certificate and the algorithms the card signs with. */
+  async getSigningCertificate(options) {
+    return this._call("getSigningCertificate", { options: actionOptions(options) },
+      this._interactive(options, 2));
+  }
+
+  /** Sign a hash (base64) with the key of `certificate` (base64 DER). */
+  async sign(certificate, hash, hashFunction, options) {
+    requireParam(certificate, "certificate");
+    requireParam(hash, "hash");
+    requireParam(hashFunction, "hashFunction");
+    return this._call("sign", { certificate, hash, hashFunction, options: actionOptions(options) },
+      this._interactive(options, 2));
+  }
+
+  /** Identity, address and (unless `photo: false`) photo, after the user agrees. */
+  async readIdentity(options = {}) {
+    const params = { options: actionOptions(options) };
+    if (options.photo !== undefined) params.photo = options.photo;
+    return this._call("readIdentity", params, this._interactive(options, 2));
+  }
+
+  /** PIN tries left, without spending any. */
+  async pinStatus(options) {
+    return this._call("pinStatus", undefined, this._interactive(options, 1));
+  }
+
+  /** Ask the user (in the agent's own dialog) to change the PIN. */
+  async changePin(options) {
+    return this._call("changePin", { options: actionOptions(options) }, this._interactive(options, 1));
+  }
+
+  /**
+   * Receive reader and card events. Returns a function that removes the listener.
+   * @param {(event: object) => void} callback
+   */
+  onEvent(callback) {
+    if (typeof callback !== "function") throw new MissingParameterError("callback is missing");
+    this._listeners.add(callback);
+    if (!this._subscribed) this._subscribe().catch(() => this._scheduleReconnect());
+    return () => {
+      this._listeners.delete(callback);
+      if (this._listeners.size === 0 && this._subscribed) {
+        this._subscribed = false;
+        this._call("unsubscribe", undefined, this.requestTimeout).catch(() => {});
+      }
+    };
+  }
+
+  /** Close the connection and stop reconnecting; pending calls reject with ConnectionLostError. */
+  close() {
+    this._closed = true;
+    clearTimeout(this._reconnectTimer);
+    this._listeners.clear();
+    this._socket?.close(1000);
+  }
+
+  // --- internals -------------------------------------------------------------------
+
+  _interactive(options, factor) {
+    const ms = options?.userInteractionTimeout ?? DEFAULT_USER_INTERACTION_TIMEOUT;
+    return factor * ms + this.timeoutMargin;
+  }
+
+  async _subscribe() {
+    this._subscribed = true;
+    try {
+      await this._call("subscribe", undefined, this.requestTimeout);
+      this._attempt = 0;
+    } catch (error) {
+      this._subscribed = false;
+      throw error;
+    }
+  }
+
+  _scheduleReconnect() {
+    if (this._closed || this._listeners.size === 0 || this._reconnectTimer) return;
+    const delay = Math.min(this.maxReconnectDelay, this.reconnectDelay * 2 ** this._attempt);
+    this._attempt += 1;
+    this._reconnectTimer = setTimeout(() => {
+      this._reconnectTimer = null;
+      if (!this._subscribed && this._listeners.size > 0) {
+        this._subscribe().catch(() => this._scheduleReconnect());
+      }
+    }, delay);
+  }
+
+  _connect() {
+    if (this._socket && this._socket.readyState === 1) return Promise.resolve(this._socket);
+    if (this._opening) return this._opening;
+    this._closed = false;
+    this._opening = new Promise((resolve, reject) => {
+      let socket;
+      const unavailable = (why) => new AgentUnavailableError(
+        `The eID agent is not reachable at ${this.url} (${why}): it is not running, or it refused ` +
+        "this site. Install or start the eID agent.");
+      try {
+        socket = new this.WebSocketImpl(this.url);
+      } catch (error) {
+        reject(unavailable(String(error?.message ?? error)));
+        return;
+      }
+      const timer = setTimeout(() => {
+        socket.close();
+        reject(unavailable("timeout"));
+      }, this.connectTimeout);
+      socket.onopen = () => {
+        clearTimeout(timer);
+        this._socket = socket;
+        resolve(socket);
+      };
+      socket.onerror = () => {};
+      socket.onclose = (event) => {
+        clearTimeout(timer);
+        if (this._socket !== socket) {
+          reject(unavailable(`closed with ${event.code}`));
+          return;
+        }
+        this._onClose(event);
+      };
+      socket.onmessage = (event) => this._onMessage(event.data);
+    }).finally(() => {
+      this._opening = null;
+    });
+    return this._opening;
+  }
+
+  _onClose(event) {
+    this._socket = null;
+    this._subscribed = false;
+    for (const [id, pending] of this._pending) {
+      this._pending.delete(id);
+      clearTimeout(pending.timer);
+      pending.reject(new ConnectionLostError(
+        `The connection to the eID agent closed (${event.code}) before it answered`));
+    }
+    this._scheduleReconnect();
+  }
+
+  _onMessage(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (message?.method === "event" && message.params) {
+      for (const listener of [...this._listeners]) {
+        try {
+          listener(message.params);
+        } catch (error) {
+          setTimeout(() => { throw error; });
+        }
+      }
+      return;
+    }
+    const pending = this._pending.get(message?.id);
+    if (!pending) return;
+    this._pending.delete(message.id);
+    clearTimeout(pending.timer);
+    if (message.error) pending.reject(errorFromRpc(message.error));
+    else pending.resolve(message.result);
+  }
+
+  async _call(method, params, timeout) {
+    const socket = await this._connect();
+    const id = this._nextId++;
+    const request = { jsonrpc: "2.0", id, method };
+    if (params !== undefined) request.params = params;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new ActionTimeoutError(`The eID agent did not answer ${method} in time`));
+      }, timeout);
+      this._pending.set(id, { resolve, reject, timer });
+      socket.send(JSON.stringify(request));
+    });
+  }
+}
+
+let defaultAgent = null;
+
+/** Replace the shared agent used by the module functions (e.g. another `url`). */
+export function configure(options = {}) {
+  defaultAgent?.close();
+  defaultAgent = new EidAgent(options);
+  return defaultAgent;
+}
+
+function agent() {
+  return defaultAgent ?? configure();
+}
+
+export const status = () => agent().status();
+export const authenticate = (challengeNonce, options) => agent().authenticate(challengeNonce, options);
+export const getSigningCertificate = (options) => agent().getSigningCertificate(options);
+export const sign = (certificate, hash, hashFunction, options) =>
+  agent().sign(certificate, hash, hashFunction, options);
+export const readIdentity = (options) => agent().readIdentity(options);
+export const pinStatus = (options) => agent().pinStatus(options);
+export const changePin = (options) => agent().changePin(options);
+export const onEvent = (callback) => agent().onEvent(callback);
+/** Alias of onEvent. */
+export const subscribe = onEvent;
