@@ -195,7 +195,7 @@ class OcspResponder:
                 logger.debug("ocsp responder: " + format, *args)
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever,
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         name="test-ocsp-responder", daemon=True)
         self._thread.start()
         return self.url
