@@ -63,14 +63,22 @@ MAX_TOKEN_LENGTH = 10000
 SUPPORTED_FORMAT_PREFIX = "web-eid:1"
 
 
-def check_origin(origin: str) -> str:
+LOCALHOST_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def check_origin(origin: str, *, allow_http_localhost: bool = False) -> str:
     """``origin`` must be ``https://host[:port]`` as ``location.origin`` writes it.
+
+    ``allow_http_localhost`` (development and demos only) also accepts
+    ``http://localhost[:port]``, ``http://127.0.0.1[:port]`` and ``http://[::1][:port]``.
 
     Raises:
         ValueError: anything else (path, trailing slash, query, user info, upper case, :443).
     """
     parts = urllib.parse.urlsplit(origin)
-    if parts.scheme != "https":
+    local_http = (allow_http_localhost and parts.scheme == "http"
+                  and parts.hostname in LOCALHOST_NAMES)
+    if parts.scheme != "https" and not local_http:
         raise ValueError(f"site origin must use https: {origin!r}")
     if not parts.hostname or parts.username is not None or parts.password is not None:
         raise ValueError(f"site origin needs a host and no user info: {origin!r}")
@@ -80,7 +88,7 @@ def check_origin(origin: str) -> str:
         port = parts.port
     except ValueError as exc:
         raise ValueError(f"site origin has a bad port: {origin!r}") from exc
-    if origin != origin.lower() or port == 443:
+    if origin != origin.lower() or port == (80 if local_http else 443):
         raise ValueError(f"site origin is not in canonical form: {origin!r}")
     return origin
 
@@ -159,6 +167,8 @@ class AuthTokenValidator:
         disallowed_policies: certificate policies refused (default Estonian Mobile-ID).
         ocsp: OCSP settings; ``None`` (or ``enabled=False``) skips the revocation check.
         clock: the current time (tz-aware UTC).
+        allow_http_localhost: development only: accept an ``http://`` site origin on
+            localhost, 127.0.0.1 or [::1] (browsers treat those as secure contexts).
 
     Raises:
         ValueError: bad origin, no trust anchors, unknown algorithm names.
@@ -169,8 +179,9 @@ class AuthTokenValidator:
                  allowed_algorithms: Iterable[str] = ALL_ALGORITHMS,
                  disallowed_policies: Iterable[x509.ObjectIdentifier] = MOBILE_ID_POLICIES,
                  ocsp: OcspConfig | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
-        self.site_origin = check_origin(site_origin)
+                 clock: Callable[[], datetime] = utc_now,
+                 allow_http_localhost: bool = False) -> None:
+        self.site_origin = check_origin(site_origin, allow_http_localhost=allow_http_localhost)
         if not trusted_cas:
             raise ValueError("at least one trusted CA certificate is required")
         self.trusted_cas = tuple(trusted_cas)
