@@ -191,9 +191,7 @@ def validate_pin(pin: str, info: PinInfo = PIN) -> None:
     if not (pin.isascii() and pin.isdigit()):
         raise PinFormatError(f"the {info.name} must consist of digits only")
     if not info.min_length <= len(pin) <= info.max_length:
-        raise PinFormatError(
-            f"the {info.name} must have {info.min_length} to {info.max_length} digits"
-        )
+        raise PinFormatError(f"the {info.name} must have {info.min_length} to {info.max_length} digits")
 
 
 def encode_pin_block(pin: str) -> bytes:
@@ -301,10 +299,6 @@ class CertificateCache:
         with self._lock:
             self._entries.clear()
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
 
 shared_certificate_cache: Final = CertificateCache()
 """The cache :func:`open_session` uses when given none."""
@@ -383,9 +377,7 @@ class BeidSession:
     # -- files -----------------------------------------------------------------------
 
     def _select_fid(self, fid: int) -> int:
-        _data, sw = self.channel.transmit(
-            encode_apdu(0x00, INS_SELECT, 0x02, 0x0C, fid.to_bytes(2, "big"))
-        )
+        _data, sw = self.channel.transmit(encode_apdu(0x00, INS_SELECT, 0x02, 0x0C, fid.to_bytes(2, "big")))
         return sw
 
     def _select_df(self, df: int) -> None:
@@ -551,9 +543,7 @@ class BeidSession:
         else:
             assert isinstance(value, str)
             block = encode_pin_block(value)
-            data, sw = self.channel.transmit(
-                encode_apdu(0x00, INS_VERIFY, 0x00, PIN_REFERENCE, block)
-            )
+            data, sw = self.channel.transmit(encode_apdu(0x00, INS_VERIFY, 0x00, PIN_REFERENCE, block))
         self._raise_for_pin_sw(sw, data)
         logger.info("PIN verified")
 
@@ -591,9 +581,7 @@ class BeidSession:
     def _pinpad_modify(self) -> tuple[bytes, int]:
         from agent import pinpad
 
-        template = encode_apdu(
-            0x00, INS_CHANGE_REFERENCE_DATA, 0x00, PIN_REFERENCE, PIN_BLOCK_EMPTY * 2
-        )
+        template = encode_apdu(0x00, INS_CHANGE_REFERENCE_DATA, 0x00, PIN_REFERENCE, PIN_BLOCK_EMPTY * 2)
         logger.debug("PIN-pad CHANGE REFERENCE DATA")
         return pinpad.pinpad_modify(
             self.connection,
