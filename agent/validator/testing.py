@@ -52,9 +52,10 @@ class CertStatus(enum.Enum):
 
 def make_key(kind: str = "ec-p384") -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     """``ec-p256``, ``ec-p384``, ``ec-p521`` or ``rsa-<bits>``."""
-    curves = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1, "ec-p521": ec.SECP521R1}
+    curves: dict[str, ec.EllipticCurve] = {
+        "ec-p256": ec.SECP256R1(), "ec-p384": ec.SECP384R1(), "ec-p521": ec.SECP521R1()}
     if kind in curves:
-        return ec.generate_private_key(curves[kind]())
+        return ec.generate_private_key(curves[kind])
     if kind.startswith("rsa-"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[4:]))
     raise ValueError(f"unknown key kind {kind!r}")
