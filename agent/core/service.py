@@ -19,10 +19,8 @@ import binascii
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
-
-from cryptography import x509
 
 from agent.apdu import SmartCardConnection
 from agent.backend import EventKind, ReaderBackend, ReaderEvent, ReaderInfo
@@ -84,7 +82,6 @@ class _CardState:
     """What the core remembers about the card in one reader (event-loop side only)."""
 
     info: CardInfo | None = None
-    cache: dict[str, Any] = field(default_factory=dict)  # the driver's, used on the worker
     pin_blocked: bool = False
     unsupported: bool = False
 
@@ -135,12 +132,24 @@ class AgentService:
         *,
         config: AgentConfig,
         open_session: SessionOpener = registry.open_session,
+        card_cache: Any = None,
     ) -> None:
+        """Build the core (nothing starts until :meth:`start`).
+
+        Args:
+            backend: the readers.
+            interaction: how to ask the user (dialogs, console, PIN pad notices).
+            config: settings, folders and machine policy.
+            open_session: the driver dispatch (tests may inject one).
+            card_cache: handed to ``open_session`` as its ``cache`` (None: the driver's own
+                process-wide cache).
+        """
         self.backend = backend
         self.interaction = interaction
         self.config = config
         self.approvals = ApprovalStore(config.approvals_file)
         self._open_session = open_session
+        self._card_cache = card_cache
         self._queue = CardQueue()
         self._cards: dict[str, _CardState] = {}
         self._sessions: set[ClientSession] = set()
@@ -249,7 +258,7 @@ class AgentService:
         ``expect_serial`` makes sure it is still the same card as when the operation began.
         """
         state = self._state(reader)
-        opener, cache = self._open_session, state.cache
+        opener, cache = self._open_session, self._card_cache
 
         def job(connection: SmartCardConnection) -> tuple[CardInfo, T]:
             session = opener(connection, cache)
@@ -757,10 +766,7 @@ class ClientSession:
             CertificateNotFoundError: no card in any reader holds that certificate.
         """
         der = _b64decode(certificate, "certificate")
-        try:
-            x509.load_der_x509_certificate(der)
-        except ValueError:
-            raise InvalidArgumentError("certificate is not a DER X.509 certificate") from None
+        token.load_certificate(der)
         if hash_function not in token.HASH_FUNCTIONS:
             raise InvalidArgumentError(f"unsupported hashFunction {hash_function!r}")
         digest = _b64decode(hash, "hash")

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agent.cards.base import SignatureAlgorithm
 from agent.errors import InvalidArgumentError, NotSupportedError
+from agent.validator.der import normalise_certificate
 
 __all__ = [
     "HASH_FUNCTIONS",
@@ -30,6 +31,7 @@ __all__ = [
     "build_token",
     "digest",
     "hash_function_for",
+    "load_certificate",
     "signed_data",
     "token_algorithm",
     "validate_nonce",
@@ -66,6 +68,22 @@ class TokenAlgorithm:
     name: str  # "RS256", "PS256", "ES256", "ES384", "ES512"
     hash_function: str  # web-eid.js name, e.g. "SHA-384"
     padding: str | None = None  # "PSS" for PS256, else None (the driver's default)
+
+
+def load_certificate(certificate: bytes) -> x509.Certificate:
+    """Parse a card certificate, accepting the non-DER encodings some national CAs use.
+
+    Raises:
+        InvalidArgumentError: not an X.509 certificate.
+    """
+    try:
+        return x509.load_der_x509_certificate(certificate)
+    except ValueError:
+        pass
+    try:
+        return x509.load_der_x509_certificate(normalise_certificate(certificate))
+    except ValueError as exc:
+        raise InvalidArgumentError(f"not an X.509 certificate: {exc}") from exc
 
 
 def hash_function_for(name: str) -> hashes.HashAlgorithm:
@@ -111,10 +129,7 @@ def token_algorithm(
         NotSupportedError: a key type or curve Web eID has no algorithm for.
         InvalidArgumentError: the certificate cannot be parsed.
     """
-    try:
-        key = x509.load_der_x509_certificate(certificate).public_key()
-    except ValueError as exc:
-        raise InvalidArgumentError(f"not a DER certificate: {exc}") from exc
+    key = load_certificate(certificate).public_key()
     if isinstance(key, rsa.RSAPublicKey):
         paddings = {a.padding_scheme for a in card_algorithms if a.crypto_algorithm == "RSA"}
         if paddings == {"PSS"}:
