@@ -232,3 +232,10 @@ def test_designated_responder(pki: SamplePki, user: Any) -> None:
         # a response signed by someone else is refused
         designated.responder_cert, designated.responder_key = pki.responder, pki.responder_key
         _fails(pki, user, "ocsp-responder", designated=service)
+
+
+def test_fetcher_exception_is_typed(pki: SamplePki, user: Any) -> None:
+    def broken(url: str, der: bytes, timeout: float) -> bytes:
+        raise ConnectionResetError("proxy hung up")
+
+    _fails(pki, user, "ocsp-request", fetcher=broken)

@@ -133,7 +133,10 @@ def verify_token_signature(public_key: object, algorithm: str, signature_b64: ob
 
 def _parse(token: dict[str, Any] | str) -> dict[str, Any]:
     if isinstance(token, dict):
-        text = json.dumps(token, separators=(",", ":"), ensure_ascii=False)
+        try:
+            text = json.dumps(token, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise TokenParseError(f"token is not JSON-serialisable: {exc}") from exc
     elif isinstance(token, str):
         text = token
     else:

@@ -216,7 +216,10 @@ def check_revocation(leaf: x509.Certificate, issuer: x509.Certificate, config: O
         raise _fail("certificate has no OCSP URL and no designated responder covers it",
                     "ocsp-url")
     nonce = None if url in config.nonce_disabled_urls else secrets.token_bytes(32)
-    raw = config.fetcher(url, _build_request(leaf, issuer, nonce), config.timeout)
+    try:
+        raw = config.fetcher(url, _build_request(leaf, issuer, nonce), config.timeout)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"OCSP request to {url} failed: {exc}", "ocsp-request") from exc
     try:
         response = ocsp.load_der_ocsp_response(raw)
     except ValueError as exc:
