@@ -601,3 +601,14 @@ def test_rsa_key_sizes_in_pki(rsa_user: Any, ec_user: Any) -> None:
 def test_dict_token_that_is_not_json(validator: AuthTokenValidator, ec_user: Any) -> None:
     with pytest.raises(TokenParseError):
         validator.validate(make_token(*ec_user, "ES384", extra=object()), NONCE)
+
+
+def test_http_localhost_only_when_allowed(pki: SamplePki, ec_user: Any) -> None:
+    with pytest.raises(ValueError):
+        AuthTokenValidator("http://localhost:8080", [pki.ca])
+    for bad in ("http://portal.example.be", "http://localhost:80", "http://localhost/"):
+        with pytest.raises(ValueError):
+            AuthTokenValidator(bad, [pki.ca], allow_http_localhost=True)
+    origin = "http://localhost:8080"
+    validator = AuthTokenValidator(origin, [pki.ca], allow_http_localhost=True)
+    assert validator.validate(make_token(*ec_user, "ES384", origin=origin), NONCE)
