@@ -235,3 +235,36 @@ def test_through_pcscd_without_signing_certificate_and_blocked(
         with pytest.raises(PinBlockedError):
             session.verify_pin(PIN, "0000")
         assert session.pin_status(PIN).blocked
+
+
+@pytest.mark.pcsc
+def test_cli_card_info_and_identity(
+    card_data: Callable[..., BeidCardData], vpcd, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import json
+
+    from agent.cli import main
+    from tests.conftest import READER_0, READER_1
+
+    data = card_data("1.8")
+    vpcd(BeidCard("1.8", data), slot=0)
+    vpcd(BeidCard("1.7", card_data("1.7")), slot=1)
+    assert main(["card"]) == 0
+    out = capsys.readouterr().out
+    assert f"{READER_0}:" in out and f"{READER_1}:" in out
+    assert "BE eID (applet 1.8)" in out and "BE eID (applet 1.7)" in out
+    assert data.chip_serial.hex().upper() in out
+    assert "PIN tries left: 3" in out
+    assert f"CN={HOLDER.first_given_name} {HOLDER.surname} (Authentication)" in out
+
+    photo = tmp_path / "photo.jpg"
+    assert main(["card", "identity", "--reader", READER_0, "--photo", str(photo)]) == 0
+    out = capsys.readouterr().out
+    assert "signatures verified" in out
+    assert HOLDER.surname in out and HOLDER.street in out
+    assert photo.read_bytes() == data.photo
+
+    assert main(["card", "identity", "--reader", READER_1, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)[READER_1]
+    assert result["identity"]["nationalNumber"] == HOLDER.national_number
+    assert result["address"]["zipCode"] == HOLDER.zip_code
