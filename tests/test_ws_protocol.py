@@ -17,15 +17,11 @@ from tests.ws_fakes import FakeService, block, wrong_pin
 ORIGIN = "https://portal.example"
 
 
-def make(
-    max_pending: int = 4, max_message_size: int = 4096
-) -> tuple[RpcProtocol, list, FakeService]:
+def make(max_pending: int = 4, max_message_size: int = 4096) -> tuple[RpcProtocol, list, FakeService]:
     service = FakeService()
     session = service.open_client(ORIGIN)
     sent: list[dict[str, Any]] = []
-    proto = RpcProtocol(
-        session, emit=sent.append, max_pending=max_pending, max_message_size=max_message_size
-    )
+    proto = RpcProtocol(session, emit=sent.append, max_pending=max_pending, max_message_size=max_message_size)
     return proto, sent, service
 
 
@@ -131,6 +127,7 @@ def test_notifications_are_not_executed_and_not_answered() -> None:
             "certificate",
         ),
         ("readIdentity", {"photo": "yes"}, "photo"),
+        ("changePin", {"pinName": 2}, "pinName"),
         ("status", {"verbose": True}, "verbose"),
     ],
 )
@@ -168,11 +165,10 @@ def test_authenticate_maps_params_to_the_session() -> None:
 
 def test_sign_and_read_identity_map_params() -> None:
     proto, _, service = make()
-    roundtrip(
-        proto, req("sign", {"certificate": "MIIB", "hash": "q83v", "hashFunction": "SHA-384"})
-    )
+    roundtrip(proto, req("sign", {"certificate": "MIIB", "hash": "q83v", "hashFunction": "SHA-384"}))
     roundtrip(proto, req("readIdentity", {"photo": False, "options": {"lang": "nl"}}))
     roundtrip(proto, req("changePin", {"options": {"userInteractionTimeout": 1500}}))
+    roundtrip(proto, req("changePin", {"pinName": "PIN2"}))
     assert service.sessions[0].calls == [
         (
             "sign",
@@ -186,6 +182,7 @@ def test_sign_and_read_identity_map_params() -> None:
         ),
         ("read_identity", {"photo": False, "timeout": None}),
         ("change_pin", {"timeout": 1.5}),
+        ("change_pin", {"timeout": None, "pin_name": "PIN2"}),
     ]
 
 
@@ -290,11 +287,7 @@ def test_error_table(exc: BaseException, code: str, rpc: int) -> None:
 
 
 def test_error_codes_are_unique() -> None:
-    assert (
-        len({c.name_code for c in ErrorCode})
-        == len({c.rpc_code for c in ErrorCode})
-        == len(ErrorCode)
-    )
+    assert len({c.name_code for c in ErrorCode}) == len({c.rpc_code for c in ErrorCode}) == len(ErrorCode)
 
 
 def test_unserialisable_result_becomes_fatal() -> None:
@@ -302,9 +295,7 @@ def test_unserialisable_result_becomes_fatal() -> None:
     assert json.loads(text)["error"]["data"]["code"] == "ERR_WEBEID_NATIVE_FATAL"
 
 
-@pytest.mark.parametrize(
-    "host", ["127.0.0.1:4000", "localhost:4000", "LOCALHOST:4000", "[::1]:4000"]
-)
+@pytest.mark.parametrize("host", ["127.0.0.1:4000", "localhost:4000", "LOCALHOST:4000", "[::1]:4000"])
 def test_loopback_hosts_pass(host: str) -> None:
     check_host([host], 4000)
 

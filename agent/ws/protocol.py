@@ -72,11 +72,11 @@ class ClientSessionLike(Protocol):
         timeout: float | None = None,
         lang: str | None = None,
     ) -> dict[str, Any]: ...
-    async def read_identity(
-        self, *, photo: bool = True, timeout: float | None = None
-    ) -> dict[str, Any]: ...
+    async def read_identity(self, *, photo: bool = True, timeout: float | None = None) -> dict[str, Any]: ...
     async def pin_status(self) -> dict[str, Any]: ...
-    async def change_pin(self, *, timeout: float | None = None) -> dict[str, Any]: ...
+    async def change_pin(
+        self, *, timeout: float | None = None, pin_name: str | None = None
+    ) -> dict[str, Any]: ...
     def subscribe(self, callback: EventCallback) -> None: ...
     def unsubscribe(self) -> None: ...
     async def close(self) -> None: ...
@@ -177,8 +177,11 @@ def _bind_read_identity(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _bind_change_pin(params: Mapping[str, Any]) -> dict[str, Any]:
-    _check_names(params, ("options",))
-    return {"timeout": _options(params)["timeout"]}
+    _check_names(params, ("pinName", "options"))
+    kwargs: dict[str, Any] = {"timeout": _options(params)["timeout"]}
+    if params.get("pinName") is not None:  # cards with several PINs: "PIN1", "PIN2"
+        kwargs["pin_name"] = _string(params, "pinName")
+    return kwargs
 
 
 # --- methods --------------------------------------------------------------------------
@@ -205,9 +208,7 @@ class _Method:
 METHODS: Mapping[str, _Method] = {
     "status": _Method(_bind_none, lambda p, k: p.session.status()),
     "authenticate": _Method(_bind_authenticate, lambda p, k: p.session.authenticate(**k)),
-    "getSigningCertificate": _Method(
-        _bind_options, lambda p, k: p.session.get_signing_certificate(**k)
-    ),
+    "getSigningCertificate": _Method(_bind_options, lambda p, k: p.session.get_signing_certificate(**k)),
     "sign": _Method(_bind_sign, lambda p, k: p.session.sign(**k)),
     "readIdentity": _Method(_bind_read_identity, lambda p, k: p.session.read_identity(**k)),
     "pinStatus": _Method(_bind_none, lambda p, k: p.session.pin_status()),
@@ -309,19 +310,13 @@ class RpcProtocol:
 
     def _request(self, request: Any) -> Call | dict[str, Any] | None:
         if isinstance(request, list):
-            return _error(
-                None, error_object(ErrorCode.INVALID_REQUEST, "batch requests are not supported")
-            )
+            return _error(None, error_object(ErrorCode.INVALID_REQUEST, "batch requests are not supported"))
         if not isinstance(request, dict):
-            return _error(
-                None, error_object(ErrorCode.INVALID_REQUEST, "request must be an object")
-            )
+            return _error(None, error_object(ErrorCode.INVALID_REQUEST, "request must be an object"))
         has_id = "id" in request
         request_id = request.get("id")
         if not _valid_id(request_id):
-            return _error(
-                None, error_object(ErrorCode.INVALID_REQUEST, "id must be a string or a number")
-            )
+            return _error(None, error_object(ErrorCode.INVALID_REQUEST, "id must be a string or a number"))
         problem = self._check_envelope(request)
         if problem is not None:
             return _error(request_id, error_object(ErrorCode.INVALID_REQUEST, problem))

@@ -16,6 +16,18 @@ export interface ReadIdentityOptions extends ActionOptions {
   photo?: boolean;
 }
 
+export interface ChangePinOptions extends ActionOptions {
+  /** Which PIN on cards with several ("PIN1", "PIN2"); default: the authentication PIN. */
+  pinName?: string;
+}
+
+export interface ChangePinResult {
+  pin: string;
+  changed: boolean;
+  reader: string;
+  cardType: string;
+}
+
 export interface EidAgentOptions {
   /** Default "ws://127.0.0.1:24847". */
   url?: string;
@@ -48,6 +60,8 @@ export interface ReaderStatus {
 
 export interface StatusResult {
   version: string;
+  /** Whether this site is approved; unapproved sites see only cardPresent per reader. */
+  approved?: boolean;
   readers: ReaderStatus[];
   [key: string]: unknown;
 }
@@ -189,7 +203,7 @@ export declare class EidAgent {
   ): Promise<LibrarySignResponse>;
   readIdentity(options?: ReadIdentityOptions): Promise<IdentityResult>;
   pinStatus(options?: ActionOptions): Promise<PinStatusResult>;
-  changePin(options?: ActionOptions): Promise<Record<string, unknown>>;
+  changePin(options?: ChangePinOptions): Promise<ChangePinResult>;
   /** Returns a function that removes the listener. */
   onEvent(callback: (event: AgentEvent) => void): () => void;
   close(): void;
@@ -212,6 +226,6 @@ export declare function sign(
 ): Promise<LibrarySignResponse>;
 export declare function readIdentity(options?: ReadIdentityOptions): Promise<IdentityResult>;
 export declare function pinStatus(options?: ActionOptions): Promise<PinStatusResult>;
-export declare function changePin(options?: ActionOptions): Promise<Record<string, unknown>>;
+export declare function changePin(options?: ChangePinOptions): Promise<ChangePinResult>;
 export declare function onEvent(callback: (event: AgentEvent) => void): () => void;
 export declare const subscribe: typeof onEvent;

@@ -221,9 +221,11 @@ export class EidAgent {
     return this._call("pinStatus", undefined, this._interactive(options, 1));
   }
 
-  /** Ask the user (in the agent's own dialog) to change the PIN. */
-  async changePin(options) {
-    return this._call("changePin", { options: actionOptions(options) }, this._interactive(options, 1));
+  /** Ask the user (in the agent's own dialog) to change a PIN (`pinName` on multi-PIN cards). */
+  async changePin(options = {}) {
+    const params = { options: actionOptions(options) };
+    if (options.pinName !== undefined) params.pinName = options.pinName;
+    return this._call("changePin", params, this._interactive(options, 1));
   }
 
   /**
