@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 PLUGINS: tuple[tuple[str, str], ...] = (
     ("agent.cli_card", "add_parser"),
     ("agent.cli_serve", "add_parser"),
-    ("agent.emulator.cli", "add_parser"),
     ("agent.cli_packaging", "add_parsers"),
 )
 
@@ -84,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     readers.set_defaults(func=_cmd_readers)
     diag = sub.add_parser("diag", help="what a helpdesk needs: versions, readers, cards")
     diag.set_defaults(func=_cmd_diag)
+    try:
+        from agent.emulator import cli as emulator_cli
+    except ImportError:
+        pass
+    else:
+        card = sub.add_parser("virtual-card", help="serve a virtual Belgian eID card to pcscd (vpcd)")
+        emulator_cli.add_arguments(card)
+        card.set_defaults(func=emulator_cli.run)
     for module_name, function in PLUGINS:
         try:
             module = importlib.import_module(module_name)

@@ -1,0 +1,302 @@
+"""``eid-agent serve`` (the resident agent) and ``eid-agent demo`` (agent + virtual card +
+reference portal), wired from the pieces: PC/SC backend, operations core, WebSocket server,
+interaction provider and, when there is a display, the tray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.errors import UserCancelledError
+from agent.interaction import (
+    ChoiceRequest,
+    ConsentDecision,
+    ConsentRequest,
+    PinRequest,
+    UserInteraction,
+    no_notice,
+)
+
+logger = logging.getLogger(__name__)
+
+INTERACTIONS = ("auto", "dialogs", "console", "scripted", "none")
+
+
+class NoInteraction:
+    """For a headless agent with no terminal: every prompt fails with a clear error."""
+
+    REASON = (
+        "the agent runs without a display or terminal, so it cannot ask for the PIN; "
+        "use a PIN-pad reader or start the agent in a desktop session"
+    )
+
+    async def ask_pin(self, request: PinRequest) -> str:
+        raise UserCancelledError(self.REASON)
+
+    async def ask_pin_change(self, request: PinRequest) -> tuple[str, str]:
+        raise UserCancelledError(self.REASON)
+
+    def pinpad_notice(self, request: PinRequest) -> contextlib.AbstractAsyncContextManager[None]:
+        return no_notice(request)
+
+    async def ask_consent(self, request: ConsentRequest) -> ConsentDecision:
+        raise UserCancelledError(self.REASON)
+
+    async def choose_card(self, request: ChoiceRequest) -> int:
+        raise UserCancelledError(self.REASON)
+
+
+def has_display() -> bool:
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def make_interaction(kind: str, script: Path | None = None) -> UserInteraction:
+    """The provider for ``--interaction``; ``auto``: dialogs, else console, else none."""
+    if kind == "scripted":
+        from agent.interaction_scripted import ScriptedInteraction
+
+        if script is None:
+            raise SystemExit("--interaction scripted needs --script FILE")
+        return ScriptedInteraction(script)
+    if kind in ("auto", "dialogs") and has_display():
+        try:
+            from tray.interaction import DialogInteraction
+
+            return DialogInteraction()
+        except ImportError as exc:
+            if kind == "dialogs":
+                raise SystemExit(f"the dialogs cannot start: {exc}") from exc
+            logger.warning("no dialogs (%s); falling back to the console", exc)
+    elif kind == "dialogs":
+        raise SystemExit("--interaction dialogs needs a display")
+    if kind in ("auto", "console") and sys.stdin is not None and sys.stdin.isatty():
+        from agent.interaction_console import ConsoleInteraction
+
+        return ConsoleInteraction()
+    if kind == "console":
+        raise SystemExit("--interaction console needs a terminal")
+    return NoInteraction()
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    from agent.core.config import AgentConfig
+    from agent.policy import load_policy
+
+    policy = load_policy()
+    if args.allow_origin:
+        # A developer's or demo's own pre-approval; machine policy still applies on top.
+        policy = dataclasses.replace(
+            policy, allowed_origins=tuple(policy.allowed_origins) + tuple(args.allow_origin)
+        )
+    port = policy.port or args.port
+    config = AgentConfig(port=port, policy=policy, log_level=args.log_level)
+    if args.config_dir:
+        config = dataclasses.replace(config, config_dir=Path(args.config_dir))
+    return config
+
+
+def _log_to_file(config: Any) -> None:
+    try:
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        logger.warning("no log folder %s: %s", config.log_dir, exc)
+        return
+    handler = logging.FileHandler(config.log_dir / "eid-agent.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+async def run_agent(
+    config: Any,
+    interaction: UserInteraction,
+    *,
+    ready: Callable[[Any, Any], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until ``stop`` is set (or the task is cancelled)."""
+    from agent.core.service import AgentService
+    from agent.pcsc import PcscBackend
+    from agent.ws import serve
+
+    backend = PcscBackend()
+    service = AgentService(backend, interaction, config=config)
+    stop = stop or asyncio.Event()
+    await service.start()
+    try:
+        async with serve(service, port=config.port) as server:
+            print(
+                f"eid-agent {__version__} listening on ws://127.0.0.1:{server.port}",
+                flush=True,
+            )
+            if ready is not None:
+                ready(service, server)
+            await stop.wait()
+    finally:
+        await service.stop()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    if args.log_file:
+        _log_to_file(config)
+    interaction = make_interaction(args.interaction, args.script)
+    use_tray = not args.no_tray and has_display()
+    if not use_tray:
+        return _serve_in_foreground(config, interaction)
+    return _serve_with_tray(config, interaction)
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+def _serve_in_foreground(config: Any, interaction: UserInteraction) -> int:
+    async def main() -> None:
+        stop = asyncio.Event()
+        _install_signal_handlers(asyncio.get_running_loop(), stop)
+        await run_agent(config, interaction, stop=stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
+    """pystray keeps the main thread; the agent's event loop runs on another."""
+    try:
+        from tray.icon import TrayApp
+    except ImportError as exc:
+        logger.warning("no tray icon (%s); serving without it", exc)
+        return _serve_in_foreground(config, interaction)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def ready(service: Any, server: Any) -> None:
+        holder["service"] = service
+        started.set()
+
+    def agent_thread() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(run_agent(config, interaction, ready=ready, stop=stop))
+        except Exception:
+            logger.exception("the agent stopped")
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=agent_thread, name="agent-loop")
+    thread.start()
+    started.wait()
+    service = holder.get("service")
+    if service is None:
+        thread.join()
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: loop.call_soon_threadsafe(stop.set))
+
+    def quit_agent() -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    autostart = None
+    with contextlib.suppress(ImportError):
+        from agent.autostart import AutostartToggle as _Toggle  # type: ignore[attr-defined]
+
+        autostart = _Toggle()
+    app = TrayApp(service, autostart, on_quit=quit_agent)
+    try:
+        app.run()
+    finally:
+        quit_agent()
+        thread.join(timeout=15)
+    return 0
+
+
+def _demo_data_dir() -> Path:
+    return Path(os.environ.get("EID_AGENT_DEMO_DIR", Path.cwd() / "var" / "demo"))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """The virtual card in the vpcd reader, the agent, and the reference portal."""
+    from agent.emulator.beid import BeidCard
+    from agent.emulator.pki import Holder, TestPki, make_card_data
+    from agent.emulator.vpcd import VpcdCard
+
+    data_dir = _demo_data_dir()
+    pki = TestPki.load_or_create(data_dir / "pki")
+    holder = Holder()
+    card = BeidCard(args.applet, make_card_data(pki, holder, args.applet))
+    served = VpcdCard(card, port=args.vpcd_port, latency=args.latency)
+    served.insert()
+    print(f"virtual Belgian eID (applet {args.applet}) inserted; PIN {holder.pin}", flush=True)
+    portal_origin = f"http://localhost:{args.portal_port}"
+    portal: subprocess.Popen[bytes] | None = None
+    if not args.no_portal:
+        anchors = [str(p) for p in pki.anchor_files()] if hasattr(pki, "anchor_files") else []
+        cmd = [
+            sys.executable, "-m", "examples.portal", "--port", str(args.portal_port),
+            "--agent-url", f"ws://127.0.0.1:{args.port}", "--data-dir", str(data_dir / "portal"),
+            "--pki-dir", str(data_dir / "pki"),
+        ]
+        cmd += [arg for a in anchors for arg in ("--trust", a)]
+        portal = subprocess.Popen(cmd)  # noqa: S603 - our own module
+        print(f"reference portal: {portal_origin}/", flush=True)
+    args.allow_origin = list(args.allow_origin or []) + [
+        portal_origin, f"http://127.0.0.1:{args.portal_port}"
+    ]
+    try:
+        return _cmd_serve(args)
+    finally:
+        if portal is not None:
+            portal.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                portal.wait(5)
+        served.remove()
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    from agent.core.config import DEFAULT_PORT
+
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"WebSocket port (default {DEFAULT_PORT}; machine policy wins)")
+    parser.add_argument("--interaction", choices=INTERACTIONS, default="auto",
+                        help="how to ask the user: Qt dialogs, the terminal, a test script")
+    parser.add_argument("--script", type=Path, help="answers for --interaction scripted (tests only)")
+    parser.add_argument("--no-tray", action="store_true", help="no tray icon")
+    parser.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                        help="allow this site without asking (development; repeatable)")
+    parser.add_argument("--config-dir", help="the user's settings folder (default: per platform)")
+    parser.add_argument("--no-log-file", dest="log_file", action="store_false",
+                        help="log to the terminal only, not to the log folder")
+
+
+def add_parser(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="run the agent (WebSocket on localhost, tray)")
+    _common(serve)
+    serve.set_defaults(func=_cmd_serve)
+    demo = subparsers.add_parser(
+        "demo", help="run the agent with a virtual Belgian eID card and the reference portal"
+    )
+    _common(demo)
+    demo.add_argument("--applet", choices=("1.7", "1.8"), default="1.8")
+    demo.add_argument("--vpcd-port", type=int, default=35963, help="vpcd reader port")
+    demo.add_argument("--latency", type=float, default=0.0, help="per-APDU card latency (s)")
+    demo.add_argument("--portal-port", type=int, default=8080)
+    demo.add_argument("--no-portal", action="store_true")
+    demo.set_defaults(func=_cmd_demo)
