@@ -268,3 +268,23 @@ def test_cli_card_info_and_identity(
     result = json.loads(capsys.readouterr().out)[READER_1]
     assert result["identity"]["nationalNumber"] == HOLDER.national_number
     assert result["address"]["zipCode"] == HOLDER.zip_code
+
+
+def test_card_authentication_18(card_data: Callable[..., BeidCardData]) -> None:
+    card = BeidCard("1.8", card_data("1.8"))
+    session = _session(VirtualConnection(card))
+    session.authenticate_card()
+    internal = [apdu for apdu in card.commands if apdu[1] == 0x88]
+    assert len(internal) == 1 and internal[0][:7] == bytes.fromhex("00880281329430")
+    # The SE was cleared by INTERNAL AUTHENTICATE; signing sets it again.
+    digest = hashlib.sha384(b"after").digest()
+    signature = session.sign(KeyRole.SIGNING, digest, "SHA-384", card.data.pin)
+    _verify_signature(card.data.sign_cert or b"", signature, digest, "")
+
+
+def test_card_authentication_needs_18(card_data: Callable[..., BeidCardData]) -> None:
+    from agent.errors import NotSupportedError
+
+    session = _session(VirtualConnection(BeidCard("1.7", card_data("1.7"))))
+    with pytest.raises(NotSupportedError):
+        session.authenticate_card()

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from agent.apdu import CardChannel, SmartCardConnection, StatusWord, encode_apdu
@@ -44,6 +48,7 @@ from agent.cards.beid_identity import (
     BeidIdentity,
     Identity,
     IdentitySignatureError,
+    check_basic_key_hash,
     verify_identity_files,
 )
 from agent.errors import (
@@ -58,7 +63,7 @@ from agent.errors import (
     PinPadTimeoutError,
     UnsupportedCardError,
 )
-from agent.tlv import der_length, parse_simple_tlv
+from agent.tlv import der_length, parse_simple_tlv, trim_der
 
 if TYPE_CHECKING:
     from agent.pinpad import PinFormat
@@ -99,6 +104,7 @@ INS_MSE = 0x22
 INS_PSO = 0x2A
 INS_GET_CARD_DATA = 0xE4
 INS_LOG_OFF = 0xE6
+INS_INTERNAL_AUTHENTICATE = 0x88
 CLA_PROPRIETARY = 0x80
 
 PIN_REFERENCE: Final = 0x01
@@ -666,6 +672,37 @@ class BeidSession:
             raise _apdu_error(sw, data, "PSO: COMPUTE DIGITAL SIGNATURE")
         logger.info("signed with key %02X (algorithm %02X)", key, algorithm)
         return data
+
+    def authenticate_card(self, challenge: bytes | None = None) -> None:
+        """Applet 1.8: prove the card is genuine (eid-mw ``do_challenge``).
+
+        Checks SHA-384(4040) against ID tag 0x1A, then INTERNAL AUTHENTICATE
+        ``00 88 02 81 32 94 30 <48 bytes>`` with the basic key 81 and verifies the raw
+        ``r || s`` against 4040. No PIN. Not done automatically: the card allows 5000 calls
+        before it wants a PIN VERIFY, and it clears the security environment.
+
+        Raises:
+            NotSupportedError: applet 1.7 (no public basic key on the card).
+            IdentitySignatureError: the hash or the signature does not verify.
+        """
+        if not self.is_ecc:
+            raise NotSupportedError("card authentication needs applet 1.8")
+        challenge = os.urandom(48) if challenge is None else challenge
+        if len(challenge) != 48:
+            raise ValueError("the challenge is 48 bytes (SHA-384 sized)")
+        tags = dict(parse_simple_tlv(self.read_file(BeidFile.IDENTITY)))
+        key_file = self.read_file(BeidFile.BASIC_PUBLIC_KEY)
+        check_basic_key_hash(tags.get(TAG_BASIC_KEY_HASH), key_file)
+        key_der = trim_der(key_file)
+        raw = self.channel.send_apdu(0x00, INS_INTERNAL_AUTHENTICATE, 0x02, 0x81, b"\x94\x30" + challenge)
+        key = serialization.load_der_public_key(key_der)
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise IdentitySignatureError("the card key (4040) is not an EC key")
+        try:
+            key.verify(ecdsa_raw_to_der(raw), challenge, ec.ECDSA(Prehashed(hashes.SHA384())))
+        except (InvalidSignature, ValueError) as exc:
+            raise IdentitySignatureError("the card failed its authentication") from exc
+        logger.info("card authenticated with its basic key")
 
     def log_off(self) -> None:
         """LOG OFF ``80 E6 00 00``: the card forgets the verified PIN."""

@@ -46,6 +46,7 @@ __all__ = [
     "parse_birth_date",
     "parse_card_date",
     "verify_identity_files",
+    "check_basic_key_hash",
 ]
 
 
@@ -433,6 +434,22 @@ def _verify_rrn_signature(
     raise IdentitySignatureError(f"unsupported RRN key type {type(key).__name__}")
 
 
+def check_basic_key_hash(expected: bytes | None, basic_key_file: bytes) -> None:
+    """SHA-384 of EF(PuK#1 Basic) 4040 (as read, or trimmed to its DER) must be ``expected``
+    (ID tag 0x1A).
+
+    Raises:
+        IdentitySignatureError: no expected hash, or a mismatch.
+    """
+    candidates = {hashlib.sha384(basic_key_file).digest()}
+    try:
+        candidates.add(hashlib.sha384(trim_der(basic_key_file)).digest())
+    except BadResponseError:
+        pass
+    if expected is None or expected not in candidates:
+        raise IdentitySignatureError("the card key (4040) does not match its hash")
+
+
 def verify_identity_files(
     *,
     rrn_certificate: bytes,
@@ -479,11 +496,5 @@ def verify_identity_files(
             raise IdentitySignatureError("the photo does not match its hash in the ID file")
     expected_key_hash = tags.get(TAG_BASIC_KEY_HASH)
     if expected_key_hash is not None and basic_key_file is not None:
-        candidates = {hashlib.sha384(basic_key_file).digest()}
-        try:
-            candidates.add(hashlib.sha384(trim_der(basic_key_file)).digest())
-        except BadResponseError:
-            pass
-        if expected_key_hash not in candidates:
-            raise IdentitySignatureError("the card key (4040) does not match its hash")
+        check_basic_key_hash(expected_key_hash, basic_key_file)
     logger.debug("identity, address%s signatures verified", " and photo" if photo else "")
