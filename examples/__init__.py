@@ -1,0 +1,1 @@
+"""Example applications built on eid-agent (not part of the installed agent)."""
