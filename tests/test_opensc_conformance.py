@@ -173,3 +173,17 @@ def test_opensc_has_no_ecdsa_for_the_18_card(card_data: dict, vpcd, run,
     assert result.returncode != 0
     assert "CKR_MECHANISM_INVALID" in result.stdout + result.stderr
     assert pso_commands(card) == []
+
+
+def test_fault_hook_removes_the_card_through_vpcd(card_data: dict, vpcd, run) -> None:
+    card = BeidCard("1.8", card_data["1.8"])
+    served = vpcd(card)
+    served.fault_hook = card.faults.vpcd_hook
+    card.faults.fail_next(0x6F00, ins=0xE4)  # GET CARD DATA fails once
+    result = run("opensc-tool", "--name", check=False)
+    assert "Belpic cards" not in result.stdout
+    assert run("opensc-tool", "--name").stdout.strip().endswith("Belpic cards")
+    card.faults.remove_next(ins=0xB0)  # the first READ BINARY pulls the card out
+    result = run("pkcs15-tool", "--list-certificates", check=False)
+    assert result.returncode != 0
+    assert not served.inserted

@@ -267,7 +267,7 @@ def _load_key(path: Path) -> PrivateKey:
     return key
 
 
-def _signing_hash(issuer_key: PrivateKey) -> hashes.HashAlgorithm:
+def _signing_hash(issuer_key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
     return hashes.SHA384() if isinstance(issuer_key, ec.EllipticCurvePrivateKey) else (
         hashes.SHA256())
 
@@ -463,9 +463,9 @@ class TestPki:
         folder = Path(folder)
         ca_dir = folder / "ca"
         if all(Issued.exists(ca_dir, stem) for stem in _CA_STEMS):
-            loaded = [Issued.load(ca_dir, stem) for stem in _CA_STEMS]
+            made = {stem: Issued.load(ca_dir, stem) for stem in _CA_STEMS}
             logger.debug("test PKI loaded from %s", ca_dir)
-            return cls(folder, *loaded, ocsp_url=ocsp_url)
+            return cls._from(folder, made, ocsp_url)
         root = _make_root()
         ca = _make_citizen_ca(root)
         made = {
@@ -478,7 +478,13 @@ class TestPki:
         for stem, issued in made.items():
             issued.save(ca_dir, stem)
         logger.info("test PKI generated in %s", ca_dir)
-        return cls(folder, *(made[s] for s in _CA_STEMS), ocsp_url=ocsp_url)
+        return cls._from(folder, made, ocsp_url)
+
+    @classmethod
+    def _from(cls, folder: Path, made: Mapping[str, Issued], ocsp_url: str) -> TestPki:
+        return cls(folder=folder, root=made["root"], citizen_ca=made["citizen-ca"],
+                   rrn_ec=made["rrn-ec"], rrn_rsa=made["rrn-rsa"], ocsp=made["ocsp"],
+                   ocsp_url=ocsp_url)
 
     @property
     def trust_anchors(self) -> list[x509.Certificate]:
