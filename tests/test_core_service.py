@@ -533,3 +533,25 @@ def test_scripted_interaction_needs_the_environment(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ScriptedInteractionDisabledError):
         ScriptedInteraction({"pins": ["1234"]})
 
+
+
+def test_tray_control_surface(data18: Any) -> None:
+    from agent.control import AgentControl
+
+    async def scenario() -> None:
+        async with running_core({}, {READER_A: BeidCard("1.8", data18)}, policy=POLICY) as (
+                service, _, _backend):
+            control: AgentControl = service
+            changes: list[Any] = []
+            unsubscribe = control.subscribe(changes.append, lambda notice, text: None)
+            service.open_client(ORIGIN)
+            assert changes and changes[-1].connected_origins == (ORIGIN,)
+            unsubscribe()
+            assert control.log_folder() == str(service.config.log_dir)
+            waiter = asyncio.create_task(service.wait_shutdown())
+            await asyncio.sleep(0)
+            assert not waiter.done()
+            await asyncio.to_thread(control.shutdown)  # the tray calls it from its thread
+            await asyncio.wait_for(waiter, 5)
+
+    run(scenario())
