@@ -546,8 +546,9 @@ def make_card_data(
         f"{applet}-{holder.national_number}-{holder.digest()}-{pki.ocsp_url_digest}")
     auth, sign, basic = _card_material(pki, holder, profile.key_kind, folder)
 
+    # Unique per personalisation, so clients that cache by chip serial see new cards.
     chip_serial = bytes.fromhex("534C494E") + hashlib.sha256(
-        f"{applet}:{holder.card_number}".encode()).digest()[:12]
+        f"{applet}:{rrn_kind}:{folder.name}".encode()).digest()[:12]
     photo = make_photo((150, 195) if applet == "1.8" else (140, 200))
     photo_hash = (hashlib.sha384 if rrn_kind == "ec" else hashlib.sha256)(photo).digest()
     basic_hash = (hashlib.sha384(basic_public_key_file(basic)).digest()
