@@ -264,3 +264,16 @@ def test_events_and_reconnection(page: Any, agent: AgentThread) -> None:
     assert page.evaluate("window.events") == [event, removed]
     # A call after the restart works on the new connection.
     assert "ok" in run_js(page, "return await eid.status();")
+
+
+def test_pending_call_rejects_when_the_agent_goes_away(page: Any, agent: AgentThread) -> None:
+    agent.service.scripts["authenticate"] = block
+    page.evaluate(
+        "nonce => { window.pending = window.eid.authenticate(nonce).then("
+        "() => 'resolved', e => e.name + ' ' + e.code); }",
+        NONCE,
+    )
+    wait_for(lambda: bool(agent.service.card_accesses))
+    agent.stop_server()
+    assert page.evaluate("window.pending") == "ConnectionLostError ERR_EID_CONNECTION_LOST"
+    assert agent.service.sessions[0].closed

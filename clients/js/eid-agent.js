@@ -302,19 +302,21 @@ export class EidAgent {
         socket.close();
         reject(unavailable("timeout"));
       }, this.connectTimeout);
+      let opened = false;
       socket.onopen = () => {
         clearTimeout(timer);
+        opened = true;
         this._socket = socket;
         resolve(socket);
       };
       socket.onerror = () => {};
       socket.onclose = (event) => {
         clearTimeout(timer);
-        if (this._socket !== socket) {
+        if (!opened) {
           reject(unavailable(`closed with ${event.code}`));
           return;
         }
-        this._onClose(event);
+        this._onClose(socket, event);
       };
       socket.onmessage = (event) => this._onMessage(event.data);
     }).finally(() => {
@@ -323,10 +325,13 @@ export class EidAgent {
     return this._opening;
   }
 
-  _onClose(event) {
-    this._socket = null;
-    this._subscribed = false;
+  _onClose(socket, event) {
+    if (this._socket === socket) {
+      this._socket = null;
+      this._subscribed = false;
+    }
     for (const [id, pending] of this._pending) {
+      if (pending.socket !== socket) continue;
       this._pending.delete(id);
       clearTimeout(pending.timer);
       pending.reject(new ConnectionLostError(
@@ -370,7 +375,7 @@ export class EidAgent {
         this._pending.delete(id);
         reject(new ActionTimeoutError(`The eID agent did not answer ${method} in time`));
       }, timeout);
-      this._pending.set(id, { resolve, reject, timer });
+      this._pending.set(id, { resolve, reject, timer, socket });
       socket.send(JSON.stringify(request));
     });
   }
