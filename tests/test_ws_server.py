@@ -264,7 +264,7 @@ def test_too_many_connections_get_503() -> None:
                 assert "result" in await call(two, "status")
                 assert await refused_status(server) == 503
             # Slots free up once the pages leave.
-            for _ in range(100):
+            for _ in range(500):
                 if server.connection_count == 0:
                     break
                 await asyncio.sleep(0.02)
@@ -311,12 +311,12 @@ def test_disconnect_closes_the_session_and_cancels_its_prompt() -> None:
                         }
                     )
                 )
-                for _ in range(200):
+                for _ in range(1000):
                     if service.card_accesses:
                         break
                     await asyncio.sleep(0.01)
             session = service.sessions[0]
-            for _ in range(200):
+            for _ in range(1000):
                 if session.closed and session.cancelled:
                     break
                 await asyncio.sleep(0.01)
