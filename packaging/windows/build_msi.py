@@ -29,6 +29,10 @@ from harvest import harvest  # noqa: E402
 logger = logging.getLogger(__name__)
 
 SOURCE = HERE / "eid-agent.wxs"
+# The Windows build has both: eid-agent.exe (console, the CLI) and eid-agentw.exe (no console
+# window), which the Run entry starts at logon.
+CONSOLE_EXE = "eid-agent.exe"
+WINDOWED_EXE = "eid-agentw.exe"
 REPO = HERE.parent.parent
 WIX_NS = "{http://schemas.microsoft.com/wix/2006/wi}"
 _COMPONENT_CONDITION = re.compile(r"\s*<Condition>[^<]*</Condition>")
@@ -60,7 +64,8 @@ def make_standin_payload(folder: Path, exe_name: str) -> Path:
     internal = folder / "_internal"
     (internal / "agent" / "locale" / "fr" / "LC_MESSAGES").mkdir(parents=True)
     (internal / "agent" / "web").mkdir(parents=True)
-    (folder / exe_name).write_text("stand-in for the frozen agent\n")
+    for name in {exe_name, CONSOLE_EXE}:
+        (folder / name).write_text(f"stand-in for {name}\n")
     (internal / "base_library.zip").write_bytes(b"PK\x05\x06" + bytes(18))
     (internal / "agent" / "locale" / "fr" / "LC_MESSAGES" / "eid-agent.mo").write_bytes(b"\0")
     (internal / "agent" / "web" / "eid-agent.js").write_text("// stand-in\n")
@@ -144,7 +149,7 @@ def _secure_queries(msi: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--payload", type=Path)
-    parser.add_argument("--exe-name")
+    parser.add_argument("--exe-name", help=f"program the Run entry starts (default {WINDOWED_EXE})")
     parser.add_argument("--version", default=None)
     parser.add_argument("-o", "--output", type=Path, default=REPO / "dist" / "eid-agent.msi")
     args = parser.parse_args(argv)
@@ -157,14 +162,17 @@ def main(argv: list[str] | None = None) -> int:
             payload = REPO / "dist" / "eid-agent"
             exe_name = exe_name or "eid-agent"
         if payload is None:
-            exe_name = exe_name or "eid-agent.exe"
+            exe_name = exe_name or WINDOWED_EXE
             payload = make_standin_payload(Path(tmp), exe_name)
             logger.info("no payload given: using a stand-in payload")
         args.output.parent.mkdir(parents=True, exist_ok=True)
         try:
-            build(payload, args.output, version=version, exe_name=exe_name or "eid-agent.exe")
+            build(payload, args.output, version=version, exe_name=exe_name or WINDOWED_EXE)
         except subprocess.CalledProcessError as exc:
             logger.error("%s failed:\n%s%s", exc.cmd[0], exc.stdout or "", exc.stderr or "")
+            return 1
+        except FileNotFoundError as exc:
+            logger.error("%s", exc)
             return 1
     logger.info("built %s (%d bytes)", args.output, args.output.stat().st_size)
     return 0
