@@ -145,7 +145,12 @@ async def run_agent(
             )
             if ready is not None:
                 ready(service, server)
-            await stop.wait()
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(service.wait_shutdown())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
     finally:
         await service.stop()
 
@@ -209,23 +214,38 @@ def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
     if service is None:
         thread.join()
         return 1
-    signal.signal(signal.SIGTERM, lambda *_: loop.call_soon_threadsafe(stop.set))
-
     def quit_agent() -> None:
-        loop.call_soon_threadsafe(stop.set)
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
 
-    autostart = None
-    with contextlib.suppress(ImportError):
-        from agent.autostart import AutostartToggle as _Toggle  # type: ignore[attr-defined]
+    app = TrayApp(service, _Autostart())
+    # Quit in the tray calls service.shutdown(); SIGTERM stops the icon the same way.
+    def on_sigterm(*_: object) -> None:
+        service.shutdown()
+        app.stop()
 
-        autostart = _Toggle()
-    app = TrayApp(service, autostart, on_quit=quit_agent)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         app.run()
     finally:
         quit_agent()
         thread.join(timeout=15)
     return 0
+
+
+class _Autostart:
+    """The tray's "start at login" switch, on agent.autostart."""
+
+    def is_enabled(self) -> bool:
+        from agent import autostart
+
+        return autostart.is_enabled()
+
+    def set_enabled(self, enabled: bool) -> None:
+        from agent import autostart
+
+        result = autostart.install() if enabled else autostart.uninstall()
+        logger.info("start at login %s: %s", "on" if enabled else "off", result)
 
 
 def _demo_data_dir() -> Path:

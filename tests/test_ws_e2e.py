@@ -12,8 +12,8 @@ import logging
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import connect  # noqa: TID251
-from websockets.exceptions import InvalidStatus  # noqa: TID251
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from agent.emulator.beid import BeidCard, BeidCardData
 from agent.emulator.pki import Holder, TestPki, make_card_data

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect  # noqa: TID251
-from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: TID251
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent.ws import WsServer, serve
 from tests.ws_fakes import FAKE_PIN, FakeService, block, wrong_pin

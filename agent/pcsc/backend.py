@@ -15,6 +15,7 @@ because there is nothing to block on.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import queue
 import threading
@@ -41,7 +42,13 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_Job = tuple[str, Callable[[SmartCardConnection], Any], "concurrent.futures.Future[Any]"]
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    reader: str  # "" for a job that needs no card
+    job: Callable[[SmartCardConnection], Any]
+    future: concurrent.futures.Future[Any]
+
+
 _STOP = object()
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
@@ -108,7 +115,7 @@ class PcscBackend:
         if self._thread is None or self._stopping.is_set():
             future.set_exception(CardCommunicationError("the reader backend is not running"))
             return future
-        self._jobs.put((reader, job, future))
+        self._jobs.put(_Job(reader, job, future))
         self._request_wake()
         return future
 
@@ -177,11 +184,10 @@ class PcscBackend:
                 item = self._jobs.get(timeout=left)
             except queue.Empty:
                 return
-            if item is _STOP:
+            if not isinstance(item, _Job):
                 return
-            _reader, _job, future = item  # type: ignore[misc]
-            if future.set_running_or_notify_cancel():
-                future.set_exception(
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(
                     CardCommunicationError("the smart-card service (pcscd) is not running")
                 )
 
@@ -191,11 +197,8 @@ class PcscBackend:
                 item = self._jobs.get_nowait()
             except queue.Empty:
                 return
-            if item is _STOP:
-                continue
-            _reader, _job, future = item  # type: ignore[misc]
-            if future.set_running_or_notify_cancel():
-                future.set_exception(error)
+            if isinstance(item, _Job) and item.future.set_running_or_notify_cancel():
+                item.future.set_exception(error)
 
     def _drain_jobs(self) -> bool:
         ran = False
@@ -204,11 +207,10 @@ class PcscBackend:
                 item = self._jobs.get_nowait()
             except queue.Empty:
                 return ran
-            if item is _STOP:
+            if not isinstance(item, _Job):
                 return True
             ran = True
-            reader, job, future = item  # type: ignore[misc]
-            self._run_job(reader, job, future)
+            self._run_job(item.reader, item.job, item.future)
 
     def _run_job(
         self,

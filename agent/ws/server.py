@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
-from websockets.asyncio.server import Server, ServerConnection  # noqa: TID251
-from websockets.asyncio.server import serve as ws_serve  # noqa: TID251
-from websockets.exceptions import ConnectionClosed  # noqa: TID251
-from websockets.http11 import Request, Response  # noqa: TID251
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from agent import __version__
 from agent.errors import OriginNotAllowedError
@@ -50,8 +50,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 24847
 DEFAULT_HOSTS = ("127.0.0.1", "::1")
-MAX_CONNECTIONS = 32
-"""Open WebSocket connections at once (all origins together)."""
+MAX_CONNECTIONS = 256
+"""Open WebSocket connections at once (all origins together): many tabs of many portals
+fit; a flood past this gets 503 before any work is done."""
 HARD_SIZE_FACTOR = 4
 """Messages above ``max_message_size * HARD_SIZE_FACTOR`` close the connection (1009)."""
 MAX_QUEUED_EVENTS = 64
