@@ -13,6 +13,9 @@ import pytest
 
 from agent import autostart, cli_packaging
 
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="Linux autostart; the installers own it elsewhere"
+)
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

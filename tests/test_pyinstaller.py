@@ -194,6 +194,7 @@ async def _status(port: int) -> dict[str, object]:
     return reply["result"]
 
 
+@pytest.mark.pcsc
 def test_frozen_agent_serves_status(frozen_agent: FrozenAgent) -> None:
     frozen_agent.wait_listening()
     status = asyncio.run(_status(frozen_agent.port))
