@@ -58,7 +58,12 @@ def _subject(certificate: bytes | None) -> str:
     if certificate is None:
         return "(none)"
     try:
-        return x509.load_der_x509_certificate(certificate).subject.rfc4514_string()
+        names = {
+            x509.NameOID.SERIAL_NUMBER: "serialNumber",
+            x509.NameOID.GIVEN_NAME: "GN",
+            x509.NameOID.SURNAME: "SN",
+        }
+        return x509.load_der_x509_certificate(certificate).subject.rfc4514_string(names)
     except ValueError:
         return "(unparsable)"
 
