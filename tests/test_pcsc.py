@@ -189,3 +189,28 @@ def test_cli_readers_shows_the_virtual_card(pcscd, vpcd) -> None:
         text=True, timeout=60, check=True,
     ).stdout
     assert "pyscard" in diag and "pcsc-lite" in diag and READER_0 in diag
+
+
+def test_backend_starts_and_serves_with_no_readers_at_all() -> None:
+    """A pcscd with no reader: the worker blocks on the PnP notification, jobs get a typed error.
+
+    Runs in a child process: libpcsclite reads its socket name once per process.
+    """
+    code = (
+        "from agent.emulator.pcscd import PrivatePcscd\n"
+        "from agent.errors import NoReaderError\n"
+        "with PrivatePcscd(readers=False) as daemon:\n"
+        "    daemon.use()\n"
+        "    from agent.pcsc import PcscBackend, list_readers\n"
+        "    assert list_readers() == []\n"
+        "    backend = PcscBackend(); backend.start()\n"
+        "    assert backend.readers() == [] and backend.service_available\n"
+        "    try:\n"
+        "        backend.run('Virtual PCD 00 00', lambda c: None).result(10)\n"
+        "    except NoReaderError:\n"
+        "        print('typed error')\n"
+        "    backend.stop()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "typed error" in out.stdout

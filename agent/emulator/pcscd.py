@@ -48,17 +48,22 @@ class PrivatePcscd:
     ``port + 1``.
     """
 
-    def __init__(self, port: int | None = None, *, debug_log: bool = False) -> None:
+    def __init__(
+        self, port: int | None = None, *, debug_log: bool = False, readers: bool = True
+    ) -> None:
         self.port = port or _free_port_pair()
+        self.readers = readers
         self.dir = Path(tempfile.mkdtemp(prefix="eid-pcscd-"))
         self.conf = self.dir / "reader.conf.d"
         self.conf.mkdir()
-        (self.conf / "vpcd").write_text(
+        self.vpcd_entry = (
             'FRIENDLYNAME "Virtual PCD"\n'
             f"DEVICENAME   /dev/null:0x{self.port:04X}\n"
             f"LIBPATH      {VPCD_DRIVER}\n"
             f"CHANNELID    0x{self.port:04X}\n"
         )
+        if readers:
+            (self.conf / "vpcd").write_text(self.vpcd_entry)
         self.log = self.dir / "pcscd.log"
         self.debug_log = debug_log
         self._holder: subprocess.Popen[bytes] | None = None
@@ -102,7 +107,7 @@ class PrivatePcscd:
         sock = Path(self.socket_path)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if sock.exists() and self._port_open(self.port):
+            if sock.exists() and (not self.readers or self._port_open(self.port)):
                 return
             if self._pcscd.poll() is not None:
                 raise RuntimeError(f"pcscd exited: {self.log.read_text(errors='replace')[-2000:]}")
