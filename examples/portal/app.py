@@ -181,6 +181,9 @@ class PortalApp:
         agent_url: the agent's WebSocket URL, told to the page.
         allow_http_localhost: accept an http origin on localhost (the demo); a real portal
             runs on https and passes False.
+        also_origins: other spellings of this portal's origin the browser may use (the demo
+            answers on both ``http://localhost:P`` and ``http://127.0.0.1:P``); the token is
+            checked against the origin the login request came from, if it is one of these.
         test_mode: enables :meth:`advance_clock` (never in production).
     """
 
@@ -188,16 +191,19 @@ class PortalApp:
                  trust_anchors: Sequence[x509.Certificate], *,
                  intermediates: Sequence[x509.Certificate] = (),
                  clock: Clock = system_clock, agent_url: str = DEFAULT_AGENT_URL,
-                 allow_http_localhost: bool = True, test_mode: bool = False) -> None:
+                 allow_http_localhost: bool = True, test_mode: bool = False,
+                 also_origins: Sequence[str] = ()) -> None:
         self.clock = clock
         self.site_origin = site_origin
         self.agent_url = agent_url
         self.test_mode = test_mode
         self.trust_anchors = tuple(trust_anchors)
         self.intermediates = tuple(intermediates)
-        self.validator = AuthTokenValidator(site_origin, self.trust_anchors,
-                                            intermediates=self.intermediates, clock=clock,
-                                            allow_http_localhost=allow_http_localhost)
+        self.validators = {
+            origin: AuthTokenValidator(origin, self.trust_anchors, intermediates=self.intermediates,
+                                       clock=clock, allow_http_localhost=allow_http_localhost)
+            for origin in (site_origin, *also_origins)
+        }
         self.nonces = NonceStore(clock=clock)
         self.codes = CodeBook(clock=clock)
         self.accounts = AccountStore(db_path)
@@ -264,18 +270,31 @@ class PortalApp:
         self._session(session_id, Step.LOGIN)
         return {"nonce": self.nonces.issue(session_id)}
 
-    def login(self, session_id: str, body: Mapping[str, Any]) -> LoginResult:
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """Every origin this portal answers on (the first is the canonical one)."""
+        return tuple(self.validators)
+
+    def login(self, session_id: str, body: Mapping[str, Any],
+              origin: str | None = None) -> LoginResult:
         """Validate the Web eID token against the nonce of this session; start a fresh session.
 
+        ``origin`` is the login request's Origin (one of :attr:`origins`; default the
+        canonical one): the token must have been made for it.
+
         Raises:
-            PortalError: 401 "auth-failed" (with the failed ``check``), 409 "wrong-step".
+            PortalError: 401 "auth-failed" (with the failed ``check``), 409 "wrong-step",
+                403 "bad-origin".
         """
         self._session(session_id, Step.LOGIN)
+        validator = self.validators.get(origin or self.site_origin)
+        if validator is None:
+            raise PortalError(403, "bad-origin", "request from another site")
         token = body.get("token")
         if not isinstance(token, dict | str):
             raise PortalError(400, "invalid-input", "token is missing", field="token")
         try:
-            identity = self.validator.validate_with_store(token, self.nonces, session_id)
+            identity = validator.validate_with_store(token, self.nonces, session_id)
         except ValidationError as exc:
             logger.warning("authentication refused: %s", exc)
             raise PortalError(401, "auth-failed", str(exc), check=exc.check) from None

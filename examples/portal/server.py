@@ -46,6 +46,7 @@ __all__ = [
     "LANGUAGES",
     "SESSION_COOKIE",
     "create_server",
+    "local_origins",
     "main",
     "pick_language",
 ]
@@ -148,7 +149,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _body(self) -> dict[str, Any]:
         origin = self.headers.get("Origin")
-        if origin is not None and origin != self.app.site_origin:
+        if origin is not None and origin not in self.app.origins:
             raise PortalError(403, "bad-origin", "request from another site")
         if self.headers.get_content_type() != "application/json":
             raise PortalError(415, "invalid-input", "send JSON")
@@ -234,7 +235,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _post_routes(self) -> dict[str, Callable[[str, dict[str, Any]], Any]]:
         app = self.app
         return {
-            "/api/login": app.login,
+            "/api/login": lambda s, b: app.login(s, b, self.headers.get("Origin")),
             "/api/details": app.submit_details,
             "/api/code": app.check_code,
             "/api/sign/prepare": app.prepare_signature,
@@ -249,16 +250,24 @@ class _PortalServer(http.server.ThreadingHTTPServer):
     app: PortalApp
 
 
+def local_origins(host: str, port: int) -> list[str]:
+    """``http://<host>:<port>``, then the other loopback spellings a browser may use."""
+    shown = f"[{host}]" if ":" in host else host
+    origins = [f"http://{shown}:{port}"]
+    if host in ("127.0.0.1", "localhost"):
+        other = "localhost" if host == "127.0.0.1" else "127.0.0.1"
+        origins.append(f"http://{other}:{port}")
+    return origins
+
+
 def create_server(host: str, port: int,
-                  make_app: Callable[[str], PortalApp]) -> http.server.ThreadingHTTPServer:
+                  make_app: Callable[[list[str]], PortalApp]) -> http.server.ThreadingHTTPServer:
     """Bind ``host:port`` (0 = any free port), then build the app for the bound origin.
 
-    ``make_app`` receives the origin (``http://<host>:<port>``) the app must accept.
+    ``make_app`` receives the origins (:func:`local_origins`) the app must accept.
     """
     server = _PortalServer((host, port), _Handler)
-    bound = server.server_address[1]
-    shown = f"[{host}]" if ":" in host else host
-    server.app = make_app(f"http://{shown}:{bound}")
+    server.app = make_app(local_origins(host, server.server_address[1]))
     return server
 
 
@@ -270,12 +279,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     parser.add_argument("--agent-url", default=DEFAULT_AGENT_URL,
                         help=f"the agent's WebSocket URL (default {DEFAULT_AGENT_URL})")
-    parser.add_argument("--trust", action="append", type=Path, required=True, metavar="PEM",
+    parser.add_argument("--trust", action="append", type=Path, default=[], metavar="PEM",
                         help="trusted CA certificate(s) (PEM/DER file; repeat)")
     parser.add_argument("--intermediate", action="append", type=Path, default=[], metavar="PEM",
                         help="extra intermediate CA certificate(s) for path building")
-    parser.add_argument("--db", type=Path, default=Path("var/portal.sqlite"),
-                        help="SQLite file for accounts (default var/portal.sqlite)")
+    parser.add_argument("--pki-dir", type=Path,
+                        help="trust the virtual card's test PKI in this folder "
+                             "(agent.emulator.pki layout: ca/root.crt.pem, ca/citizen-ca.crt.pem)")
+    parser.add_argument("--data-dir", type=Path, default=Path("var/portal"),
+                        help="folder for the accounts database (default var/portal)")
+    parser.add_argument("--db", type=Path, help="SQLite file (default <data-dir>/accounts.sqlite)")
     parser.add_argument("--origin", help="the origin browsers use (default http://<host>:<port>)")
     parser.add_argument("--test-mode", action="store_true",
                         help="TESTS ONLY: enable /api/test/advance-clock")
@@ -287,14 +300,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    anchors = load_trusted_cas(p.read_bytes() for p in args.trust)
-    intermediates = load_trusted_cas(p.read_bytes() for p in args.intermediate)
-    args.db.parent.mkdir(parents=True, exist_ok=True)
+    trust, intermediate = list(args.trust), list(args.intermediate)
+    if args.pki_dir is not None:
+        trust.append(args.pki_dir / "ca" / "root.crt.pem")
+        intermediate.append(args.pki_dir / "ca" / "citizen-ca.crt.pem")
+    if not trust:
+        raise SystemExit("give the trusted CA certificates: --trust PEM (or --pki-dir DIR)")
+    try:
+        anchors = load_trusted_cas(p.read_bytes() for p in trust)
+        intermediates = load_trusted_cas(p.read_bytes() for p in intermediate)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"cannot read the CA certificates: {exc}") from exc
+    db = args.db or args.data_dir / "accounts.sqlite"
+    db.parent.mkdir(parents=True, exist_ok=True)
     clock = AdjustableClock() if args.test_mode else system_clock
 
-    def make_app(origin: str) -> PortalApp:
-        return PortalApp(args.db, args.origin or origin, anchors, intermediates=intermediates,
-                         clock=clock, agent_url=args.agent_url, test_mode=args.test_mode)
+    def make_app(origins: list[str]) -> PortalApp:
+        if args.origin:
+            origins = [args.origin]
+        return PortalApp(db, origins[0], anchors, intermediates=intermediates, clock=clock,
+                         agent_url=args.agent_url, test_mode=args.test_mode,
+                         also_origins=origins[1:])
 
     server = create_server(args.host, args.port, make_app)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
