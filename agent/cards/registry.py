@@ -2,7 +2,8 @@
 
 Each known driver module offers ``open_session(connection, cache=None) -> CardSession``
 and raises :class:`~agent.errors.UnsupportedCardError` when the card is not its kind. The
-registry tries them in order (Belgian eID for now; Baltic cards come later).
+registry tries them in order (Estonian, Latvian, Finnish and Belgian cards; Lithuanian cards are
+recognised and refused).
 """
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ __all__ = ["DRIVERS", "open_session"]
 
 logger = logging.getLogger(__name__)
 
-DRIVERS: tuple[str, ...] = ("agent.cards.beid",)
-"""Driver modules, tried in order."""
+DRIVERS: tuple[str, ...] = (
+    "agent.cards.idemia",
+    "agent.cards.thales",
+    "agent.cards.lithuania",
+    "agent.cards.beid",
+)
+"""Driver modules, tried in order (the ATR-matching drivers first: they send no APDU to a
+card that is not theirs)."""
 
 
 def open_session(connection: SmartCardConnection, cache: Any = None) -> CardSession:

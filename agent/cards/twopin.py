@@ -1,0 +1,233 @@
+"""Shared pieces of the two-PIN card drivers (IDEMIA IAS-ECC and Thales PKCS-15 families).
+
+Facts from ``/work/shared/reference/other-cards.md`` section 1 (libelectronic-id's
+``pcsc-common.hpp`` and OpenSC):
+
+* VERIFY / CHANGE REFERENCE DATA carry the PIN as ASCII digits padded to 12 bytes, with
+  ``FF`` (IDEMIA) or ``00`` (Thales);
+* status words: ``63Cx`` wrong PIN with x tries left (``63C0`` blocked), ``6983``/``6984``
+  blocked, ``6700``/``6A80`` wrong length, ``6400``..``6404`` PIN-pad outcomes;
+* SELECT with an FCP answers tag ``62``; the file size is tag ``80``, else ``81``;
+* certificates are read with READ BINARY until the FCP size, on the length returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from agent.apdu import INS_CHANGE_REFERENCE_DATA, INS_VERIFY, CardChannel, StatusWord, encode_apdu
+from agent.cards.base import PinInfo, SignatureAlgorithm
+from agent.errors import (
+    ApduError,
+    BadResponseError,
+    InvalidPinError,
+    NotSupportedError,
+    PinBlockedError,
+    PinFormatError,
+    PinPadCancelledError,
+    PinPadTimeoutError,
+)
+from agent.tlv import iter_ber, parse_ber_header
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PIN_BLOCK_LENGTH",
+    "PinChangeRequiredError",
+    "encode_pin",
+    "raise_for_pin_sw",
+    "fcp_file_size",
+    "read_binary",
+    "find_tag",
+    "holder_name",
+    "fit_hash",
+    "hash_name",
+    "HASH_LENGTHS",
+    "ecdsa_algorithms",
+    "transmit_pin_command",
+]
+
+PIN_BLOCK_LENGTH: Final = 12
+
+HASH_LENGTHS: Final = {
+    "SHA-224": 28,
+    "SHA-256": 32,
+    "SHA-384": 48,
+    "SHA-512": 64,
+    "SHA3-224": 28,
+    "SHA3-256": 32,
+    "SHA3-384": 48,
+    "SHA3-512": 64,
+}
+_CONSTRUCTED: Final = 0x20
+
+
+class PinChangeRequiredError(NotSupportedError):
+    """The card says this PIN is still the initial one: the holder must change it first.
+
+    (EstEID 2025: GET DATA tag DF2F = 00.) The agent refuses to use the PIN before that,
+    as Web eID does; changing the PIN (changePin) is what the user has to do.
+    """
+
+    def __init__(self, pin_name: str, message: str | None = None) -> None:
+        self.pin_name = pin_name
+        super().__init__(
+            message
+            or f"{pin_name} has not been changed yet: change {pin_name} first, then try again"
+        )
+
+
+def encode_pin(pin: str, info: PinInfo, pad: int) -> bytes:
+    """ASCII digits padded to 12 bytes with ``pad``.
+
+    Raises:
+        PinFormatError: not digits, or a length outside the PIN's limits (nothing is sent).
+    """
+    if not (pin.isascii() and pin.isdigit()):
+        raise PinFormatError(f"the {info.name} must consist of digits only")
+    if not info.min_length <= len(pin) <= min(info.max_length, PIN_BLOCK_LENGTH):
+        raise PinFormatError(
+            f"the {info.name} must have {info.min_length} to {info.max_length} digits"
+        )
+    return pin.encode("ascii").ljust(PIN_BLOCK_LENGTH, bytes((pad,)))
+
+
+def raise_for_pin_sw(sw: int, data: bytes, pin: PinInfo) -> None:
+    """Turn the status word of a VERIFY / CHANGE / RESET RETRY COUNTER into an error."""
+    if sw == StatusWord.OK:
+        return
+    if sw & 0xFFF0 == 0x63C0:
+        tries = sw & 0x0F
+        logger.info("wrong %s, %d tries left", pin.name, tries)
+        if tries == 0:
+            raise PinBlockedError(pin.name)
+        raise InvalidPinError(tries_left=tries, pin_name=pin.name)
+    if sw in (StatusWord.AUTH_METHOD_BLOCKED, StatusWord.REFERENCE_DATA_NOT_USABLE):
+        raise PinBlockedError(pin.name)
+    if sw == StatusWord.PINPAD_TIMEOUT:
+        raise PinPadTimeoutError(f"nobody entered the {pin.name} on the PIN pad in time")
+    if sw == StatusWord.PINPAD_CANCELLED:
+        raise PinPadCancelledError(f"the {pin.name} entry was cancelled on the PIN pad")
+    if sw == StatusWord.PINPAD_PIN_MISMATCH:
+        raise PinFormatError(f"the new {pin.name}s entered on the PIN pad differ")
+    if sw in (StatusWord.PINPAD_PIN_FORMAT, 0x6404, StatusWord.WRONG_LENGTH,
+              StatusWord.INCORRECT_DATA):
+        raise PinFormatError(f"the card refused the {pin.name} format")
+    raise ApduError(sw, data, f"{pin.name} command: card answered {sw:04X}")
+
+
+def transmit_pin_command(
+    channel: CardChannel, ins: int, pin: PinInfo, body: bytes
+) -> tuple[bytes, int]:
+    """Send VERIFY or CHANGE REFERENCE DATA for ``pin`` (P1 00, P2 the reference)."""
+    if ins not in (INS_VERIFY, INS_CHANGE_REFERENCE_DATA):
+        raise ValueError("not a PIN command")
+    return channel.transmit(encode_apdu(0x00, ins, 0x00, pin.reference, body))
+
+
+def find_tag(data: bytes, tag: int) -> bytes | None:
+    """The value of the first ``tag`` in BER-TLV ``data``, searching constructed values."""
+    try:
+        for found, value in iter_ber(data):
+            if found == tag:
+                return value
+            first = found
+            while first > 0xFF:
+                first >>= 8
+            if first & _CONSTRUCTED:
+                inner = find_tag(value, tag)
+                if inner is not None:
+                    return inner
+    except BadResponseError:
+        return None
+    return None
+
+
+def fcp_file_size(fcp: bytes) -> int:
+    """The size of a file from its FCP (``62``: tag ``80``, else ``81``; 2 bytes).
+
+    Raises:
+        BadResponseError: no FCP template or no size in it.
+    """
+    tag, _length, _header = parse_ber_header(fcp) if fcp else (0, 0, 0)
+    if tag != 0x62:
+        raise BadResponseError("SELECT returned no FCP template")
+    for size_tag in (0x80, 0x81):
+        value = find_tag(fcp, size_tag)
+        if value:
+            return int.from_bytes(value, "big")
+    raise BadResponseError("the FCP has no file size")
+
+
+def read_binary(channel: CardChannel, size: int, le: int) -> bytes:
+    """READ BINARY the selected EF up to ``size`` bytes, ``le`` bytes at a time, looping on
+    the length the card actually returns."""
+    out = bytearray()
+    while len(out) < size:
+        want = min(le, size - len(out)) if le != 256 else 256
+        offset = len(out)
+        data, sw = channel.transmit(encode_apdu(0x00, 0xB0, offset >> 8, offset & 0xFF, le=want))
+        if sw == 0x6282 and data:
+            out += data
+            break
+        if sw != StatusWord.OK:
+            raise ApduError(sw, data, f"READ BINARY at {offset}: card answered {sw:04X}")
+        if not data:
+            break
+        out += data
+    if len(out) < size:
+        raise BadResponseError(f"file shorter ({len(out)} bytes) than its FCP size {size}")
+    return bytes(out[:size])
+
+
+def holder_name(certificate: bytes | None) -> str | None:
+    """"Given Surname" from a certificate subject (GN + SN, else the CN; EstEID CNs are
+    ``SURNAME,GIVEN,CODE``). ``None`` when it cannot be parsed."""
+    if not certificate:
+        return None
+    try:
+        subject = x509.load_der_x509_certificate(certificate).subject
+    except ValueError:
+        return None
+
+    def first(oid: x509.ObjectIdentifier) -> str | None:
+        values = subject.get_attributes_for_oid(oid)
+        return str(values[0].value) if values else None
+
+    given, surname = first(NameOID.GIVEN_NAME), first(NameOID.SURNAME)
+    if given and surname:
+        return f"{given.title()} {surname.title()}"
+    cn = first(NameOID.COMMON_NAME)
+    if cn and cn.count(",") == 2:
+        last, given_cn, _code = cn.split(",")
+        return f"{given_cn.title()} {last.title()}"
+    return cn
+
+
+def hash_name(name: str) -> str:
+    """The canonical name of a hash function (``"sha256"`` -> ``"SHA-256"``).
+
+    Raises:
+        NotSupportedError: a hash the two-PIN cards do not know.
+    """
+    canonical = name.strip().upper().replace("_", "-")
+    for known in HASH_LENGTHS:
+        if canonical in (known, known.replace("-", "")):
+            return known
+    raise NotSupportedError(f"unknown hash function {name!r}")
+
+
+def fit_hash(digest: bytes, size: int) -> bytes:
+    """An ECDSA input of exactly ``size`` bytes: shorter hashes left-padded with zeros,
+    longer ones cut to their leftmost bytes (FIPS 186-5 6.4), as libelectronic-id does."""
+    if len(digest) >= size:
+        return digest[:size]
+    return bytes(size - len(digest)) + digest
+
+
+def ecdsa_algorithms(hashes: tuple[str, ...]) -> list[SignatureAlgorithm]:
+    return [SignatureAlgorithm("ECC", name, "NONE") for name in hashes]
