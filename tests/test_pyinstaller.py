@@ -115,6 +115,35 @@ def test_runs_bundled_modules_only(exe: Path, tmp_path: Path) -> None:
     assert done.returncode == 2 and "only bundled modules" in done.stderr
 
 
+def test_frozen_dialog_process(exe: Path, tmp_path: Path) -> None:
+    """``eid-agent --dialogs`` is the Qt dialog process: Qt and its platform plugin load."""
+    env = {**_clean_env(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
+    requests = [
+        {"id": 1, "type": "no-such-dialog"},
+        {"id": 2, "type": "consent-site", "origin": "https://portal.example", "timeout": 30},
+        {"id": 2, "type": "cancel"},
+    ]
+    proc = subprocess.Popen([exe, "--dialogs"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        replies = []
+        for request in requests:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            if request["type"] != "consent-site":  # it waits for the user, or a cancel
+                replies.append(json.loads(proc.stdout.readline()))
+        proc.stdin.close()
+        assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert replies[0]["id"] == 1 and replies[0]["result"] == "error"
+    assert {r["result"] for r in replies[1:]} <= {"closed", "cancel"}
+    assert all(r["id"] == 2 for r in replies[1:])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux autostart")
 def test_frozen_autostart_points_at_the_binary(exe: Path, tmp_path: Path) -> None:
     env = _clean_env(tmp_path)
