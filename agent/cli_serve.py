@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import signal
@@ -178,8 +179,22 @@ def _serve_in_foreground(config: Any, interaction: UserInteraction) -> int:
         _install_signal_handlers(asyncio.get_running_loop(), stop)
         await run_agent(config, interaction, stop=stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        return _port_taken(config, exc)
     return 0
+
+
+def _port_taken(config: Any, exc: OSError) -> int:
+    """A second agent at the same login (or another program) holds the port: say so, exit 3."""
+    if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+        print(
+            f"eid-agent: port {config.port} is in use (is the agent already running?)",
+            file=sys.stderr,
+        )
+        return 3
+    raise exc
 
 
 def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
@@ -202,6 +217,8 @@ def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(run_agent(config, interaction, ready=ready, stop=stop))
+        except OSError as exc:
+            holder["error"] = exc
         except Exception:
             logger.exception("the agent stopped")
         finally:
@@ -213,7 +230,8 @@ def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
     service = holder.get("service")
     if service is None:
         thread.join()
-        return 1
+        error = holder.get("error")
+        return _port_taken(config, error) if isinstance(error, OSError) else 1
     def quit_agent() -> None:
         if not loop.is_closed():
             loop.call_soon_threadsafe(stop.set)

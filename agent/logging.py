@@ -7,6 +7,7 @@ everything else a card says; enabling them prints a warning.
 from __future__ import annotations
 
 import logging
+import sys
 
 TRAFFIC = 5
 logging.addLevelName(TRAFFIC, "TRAFFIC")
@@ -21,9 +22,13 @@ def setup(level: str | int = "INFO", file: str | None = None) -> None:
     """Configure root logging for the agent process."""
     if isinstance(level, str):
         level = TRAFFIC if level.upper() == "TRAFFIC" else logging.getLevelName(level.upper())
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    handlers: list[logging.Handler] = []
+    if sys.stderr is not None:  # a windowed Windows build (eid-agentw.exe) has no stderr
+        handlers.append(logging.StreamHandler())
     if file:
         handlers.append(logging.FileHandler(file, encoding="utf-8"))
+    if not handlers:
+        handlers.append(logging.NullHandler())
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,7 +70,15 @@ def parse_policy(data: Mapping[str, Any]) -> MachinePolicy:
     if isinstance(raw_origins, str):
         raw_origins = [raw_origins]
     if isinstance(raw_origins, list | tuple):
-        origins = tuple(o.strip() for o in raw_origins if isinstance(o, str) and o.strip())
+        # An MSI property cannot be a multi-string: the installer writes REG_SZ with origins
+        # separated by spaces or semicolons. Accept that form in every item.
+        origins = tuple(
+            origin
+            for item in raw_origins
+            if isinstance(item, str)
+            for origin in re.split(r"[\s;]+", item)
+            if origin
+        )
     elif raw_origins is not None:
         logger.warning("policy: AllowedOrigins is not a list, ignored")
 

@@ -25,6 +25,8 @@ APT_PACKAGES=(
   chromium
   # MSI build and inspection
   wixl msitools
+  # validating the generated autostart entry
+  desktop-file-utils systemd
   # private pcscd for fault tests: unshare/nsenter; ps
   util-linux procps iproute2 git make
 )

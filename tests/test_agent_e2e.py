@@ -179,3 +179,21 @@ def test_the_log_file_is_written_without_pins(pki, pcscd, vpcd, tmp_path: Path) 
         text = agent.log_file_text()
     assert "authenticated" in text
     assert PIN_BLOCK not in text.lower() and PIN not in text
+
+
+def test_a_second_agent_on_the_same_port_exits_cleanly(pki, pcscd, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    with AgentProcess(pcscd, tmp_path, {}) as agent:
+        env = pcscd.env()
+        env.update(XDG_CONFIG_HOME=str(tmp_path / "c2"), XDG_STATE_HOME=str(tmp_path / "s2"))
+        env.pop("DISPLAY", None)
+        second = subprocess.run(
+            [sys.executable, "-m", "agent", "serve", "--port", str(agent.port), "--no-tray",
+             "--interaction", "none"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+    assert second.returncode == 3
+    assert "already running" in second.stderr
+    assert "Traceback" not in second.stderr
