@@ -236,17 +236,29 @@ def to_pystray(entries: tuple[MenuEntry, ...], pystray: Any) -> Any:
             items.append(pystray.MenuItem(entry.text, to_pystray(entry.submenu, pystray),
                                           enabled=entry.enabled))
         else:
-            action = entry.action
-            checked = entry.checked
             items.append(
                 pystray.MenuItem(
                     entry.text,
-                    (lambda icon, item, a=action: a()) if action else None,
-                    enabled=entry.enabled and action is not None,
-                    checked=(lambda item, c=checked: c) if checked is not None else None,
+                    _on_click(entry.action) if entry.action else None,
+                    enabled=entry.enabled and entry.action is not None,
+                    checked=_is_checked(entry.checked) if entry.checked is not None else None,
                 )
             )
     return pystray.Menu(*items)
+
+
+def _on_click(action: Callable[[], None]) -> Callable[[Any, Any], None]:
+    def clicked(icon: Any, item: Any) -> None:  # pystray counts the arguments: keep two
+        action()
+
+    return clicked
+
+
+def _is_checked(value: bool) -> Callable[[Any], bool]:
+    def checked(item: Any) -> bool:
+        return value
+
+    return checked
 
 
 def open_folder(path: str) -> None:
@@ -277,6 +289,7 @@ class TrayApp:
         self._pystray: Any = None
         self._lock = threading.Lock()
         self._unsubscribe: Callable[[], None] | None = None
+        self._stop_requested = False
 
     # --- model -------------------------------------------------------------------------
 
@@ -317,12 +330,19 @@ class TrayApp:
         logger.info("tray icon running (%s backend)", type(self._icon).__module__)
         try:
             self._icon.run(setup=self._setup)
+        except Exception:
+            if not self._stop_requested:
+                raise
+            # pystray's gtk backend fails in its clean-up when no notification daemon runs
+            logger.warning("the tray backend failed while closing", exc_info=True)
         finally:
             if self._unsubscribe:
                 self._unsubscribe()
 
     def _setup(self, icon: Any) -> None:
         icon.visible = True
+        if self._stop_requested:
+            icon.stop()
 
     def _refresh(self, snapshot: Snapshot) -> None:
         with self._lock:
@@ -352,5 +372,7 @@ class TrayApp:
             self.stop()
 
     def stop(self) -> None:
+        """Remove the icon and return from :meth:`run` (from any thread)."""
+        self._stop_requested = True
         if self._icon is not None:
             self._icon.stop()
