@@ -7,6 +7,14 @@ a scripted provider for tests that refuses to load unless explicitly enabled.
 All methods are coroutines. The core enforces the timeout (``asyncio.wait_for``) and
 cancels the coroutine when the page disconnects; providers must close their dialog on
 cancellation. A user who declines raises :class:`~agent.errors.UserCancelledError`.
+
+Notices (``pinpad_notice``, ``card_notice``) are async context managers: the notice is
+shown while the core's block runs and closed when the block ends, however it ends. A
+provider whose notice has a Cancel button cancels the block's task and raises
+:class:`~agent.errors.UserCancelledError` from its exit (see ``tray.interaction``).
+
+Every request carries the page's ``lang`` (a language code such as ``"fr"``, or None for
+the OS language), for the dialog's texts.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ class PinRequest:
     holder: str | None = None  # the certificate holder's name
     detail: str | None = None  # for SIGN: what is being signed, in plain words
     timeout: float = 120.0  # seconds; for the dialog's countdown
+    lang: str | None = None  # the page's language; None: the OS language
 
 
 class ConsentKind(enum.Enum):
@@ -58,6 +67,7 @@ class ConsentRequest:
     kind: ConsentKind
     holder: str | None = None
     timeout: float = 120.0
+    lang: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,28 @@ class ChoiceRequest:
     operation: Operation
     choices: tuple[CardChoice, ...] = field(default_factory=tuple)
     timeout: float = 120.0
+    lang: str | None = None
+
+
+class CardWaitReason(enum.Enum):
+    """Why the core waits for a card before it can go on."""
+
+    NO_READER = "no-reader"  # "Connect the card reader"
+    NO_CARD = "no-card"  # "Insert your ID card"
+    UNRECOGNISED = "unrecognised"  # the inserted card is not an ID card the agent can use
+    WRONG_CARD = "wrong-card"  # sign: no inserted card holds the certificate
+
+
+@dataclass(frozen=True)
+class CardWaitRequest:
+    """The "insert your card" notice, shown while the core waits for a card event."""
+
+    origin: str
+    operation: Operation
+    reason: CardWaitReason
+    timeout: float = 120.0  # seconds left to wait; for the notice's countdown
+    holder: str | None = None  # WRONG_CARD: whose card is wanted (from the certificate)
+    lang: str | None = None
 
 
 class UserInteraction(Protocol):
@@ -86,6 +118,16 @@ class UserInteraction(Protocol):
     def pinpad_notice(self, request: PinRequest) -> contextlib.AbstractAsyncContextManager[None]:
         """Show "enter your PIN on the reader" (with countdown) while the block runs."""
 
+    def card_notice(
+        self, request: CardWaitRequest
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Show "Insert your ID card" / "Connect the card reader" while the core waits.
+
+        The core leaves the block when the card is there, at the timeout, or when the page
+        goes away (cancellation); the notice must close in every case. Providers without a
+        screen return :func:`no_notice`.
+        """
+
     async def ask_consent(self, request: ConsentRequest) -> ConsentDecision: ...
 
     async def choose_card(self, request: ChoiceRequest) -> int:
@@ -93,6 +135,17 @@ class UserInteraction(Protocol):
 
 
 @contextlib.asynccontextmanager
-async def no_notice(request: PinRequest) -> AsyncIterator[None]:
-    """A pinpad_notice that shows nothing (for providers without a screen)."""
+async def no_notice(request: PinRequest | CardWaitRequest) -> AsyncIterator[None]:
+    """A pinpad_notice or card_notice that shows nothing (for providers without a screen)."""
     yield
+
+
+def card_notice(
+    interaction: UserInteraction, request: CardWaitRequest
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """``interaction.card_notice(request)``, or :func:`no_notice` for a provider without one."""
+    method = getattr(interaction, "card_notice", None)
+    if method is None:
+        return no_notice(request)
+    notice: contextlib.AbstractAsyncContextManager[None] = method(request)
+    return notice

@@ -18,6 +18,8 @@ from typing import TextIO
 
 from agent.errors import UserCancelledError
 from agent.interaction import (
+    CardWaitReason,
+    CardWaitRequest,
     ChoiceRequest,
     ConsentDecision,
     ConsentKind,
@@ -36,6 +38,13 @@ _ACTIONS = {
     Operation.READ_IDENTITY: "read your identity for",
     Operation.CHANGE_PIN: "change your PIN (asked by",
     Operation.GET_CERTIFICATE: "read your certificate for",
+}
+
+_WAIT_TEXTS = {
+    CardWaitReason.NO_READER: "Connect the card reader",
+    CardWaitReason.NO_CARD: "Insert your ID card",
+    CardWaitReason.UNRECOGNISED: "The card was not recognised; insert your ID card",
+    CardWaitReason.WRONG_CARD: "Insert the ID card you used before",
 }
 
 
@@ -101,6 +110,19 @@ class ConsoleInteraction:
             yield
         finally:
             self._say("PIN pad done.")
+
+    @contextlib.asynccontextmanager
+    async def card_notice(self, request: CardWaitRequest) -> AsyncIterator[None]:
+        text = _WAIT_TEXTS[request.reason]
+        if request.reason is CardWaitReason.WRONG_CARD and request.holder:
+            text = f"Insert the ID card of {request.holder}"
+        action = _ACTIONS.get(request.operation, request.operation.value)
+        closing = ")" if request.operation is Operation.CHANGE_PIN else ""
+        self._say(
+            f"{text} to {action} {request.origin}{closing} "
+            f"(waiting up to {request.timeout:.0f} s)…"
+        )
+        yield
 
     async def ask_consent(self, request: ConsentRequest) -> ConsentDecision:
         if request.kind is ConsentKind.IDENTITY:

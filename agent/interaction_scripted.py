@@ -12,6 +12,11 @@ A script is a mapping (or a JSON file holding one) with answer lists, consumed i
 
 An answer may be ``{"cancel": true}`` (raise UserCancelledError) or ``{"hang": true}``
 (never answer: for timeout and cancellation tests). An exhausted list cancels.
+
+Notices (PIN pad, "insert your card") need no answer: they are recorded when shown and,
+for card notices, again when closed ("closed", or "cancelled" when the core's task was
+cancelled), so tests can check that no notice stays open. ``on_request`` is called when
+a notice opens, so a test can insert a card meanwhile.
 """
 
 from __future__ import annotations
@@ -27,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import UserCancelledError
-from agent.interaction import ChoiceRequest, ConsentDecision, ConsentRequest, PinRequest
+from agent.interaction import (
+    CardWaitRequest,
+    ChoiceRequest,
+    ConsentDecision,
+    ConsentRequest,
+    PinRequest,
+)
 
 __all__ = [
     "CANCEL",
@@ -53,9 +64,10 @@ class ScriptedInteractionDisabledError(RuntimeError):
 class Recorded:
     """One prompt the core made: its kind, the request, and how it ended."""
 
-    kind: str  # "pin", "pin-change", "consent", "choice", "pinpad"
-    request: PinRequest | ConsentRequest | ChoiceRequest
-    outcome: str  # "answered", "cancelled-by-script", "cancelled" (task cancelled), "shown"
+    kind: str  # "pin", "pin-change", "consent", "choice", "pinpad", "card-notice"
+    request: PinRequest | ConsentRequest | ChoiceRequest | CardWaitRequest
+    outcome: str  # "answered", "cancelled-by-script", "cancelled" (task cancelled), "shown",
+    # "closed" (a card notice whose block ended without cancellation)
 
 
 class ScriptedInteraction:
@@ -123,6 +135,29 @@ class ScriptedInteraction:
             self._on_request("pinpad", request)
         self.records.append(Recorded("pinpad", request, "shown"))
         yield
+
+    @contextlib.asynccontextmanager
+    async def card_notice(self, request: CardWaitRequest) -> AsyncIterator[None]:
+        self.records.append(Recorded("card-notice", request, "shown"))
+        logger.info(
+            "scripted card notice shown for %s: %s", request.origin, request.reason.value
+        )
+        if self._on_request is not None:
+            self._on_request("card-notice", request)
+        outcome = "closed"
+        try:
+            yield
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.records.append(Recorded("card-notice", request, outcome))
+
+    def open_card_notices(self) -> int:
+        """Card notices shown and not (yet) closed."""
+        outcomes = [r.outcome for r in self.records if r.kind == "card-notice"]
+        shown = outcomes.count("shown")
+        return shown - (len(outcomes) - shown)
 
     async def ask_consent(self, request: ConsentRequest) -> ConsentDecision:
         return ConsentDecision(await self._answer("consent", self._consents, request))

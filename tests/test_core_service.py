@@ -24,7 +24,6 @@ from agent.errors import (
     CertificateNotFoundError,
     InvalidArgumentError,
     InvalidPinError,
-    NoCardError,
     OriginNotAllowedError,
     PinBlockedError,
     UserCancelledError,
@@ -241,9 +240,12 @@ def test_sign_finds_the_card_holding_the_certificate(data18: Any, data18_second:
             request = interaction.records[0].request
             assert request.reader == READER_B and request.operation is Operation.SIGN
             assert request.detail and "SHA-384" in request.detail
-            with pytest.raises(CertificateNotFoundError):
+            with pytest.raises(CertificateNotFoundError):  # other cards only, until the timeout
                 await session.sign(base64.b64encode(data18.auth_cert).decode(),
-                                   base64.b64encode(digest).decode(), "SHA-384")
+                                   base64.b64encode(digest).decode(), "SHA-384", timeout=0.2)
+            assert [r.request.reason.value for r in interaction.records
+                    if r.kind == "card-notice" and r.outcome == "shown"] == ["wrong-card"]
+            assert interaction.open_card_notices() == 0
             with pytest.raises(InvalidArgumentError):
                 await session.sign(base64.b64encode(data18.sign_cert).decode(),
                                    base64.b64encode(digest[:32]).decode(), "SHA-384")
@@ -337,6 +339,8 @@ def test_user_timeout(data18: Any) -> None:
                 service, interaction, _):
             with pytest.raises(UserTimeoutError):
                 await service.open_client(ORIGIN).authenticate(NONCE, timeout=0.2)
+            assert [(r.request.reason.value, r.outcome) for r in interaction.records] == [
+                ("no-card", "shown"), ("no-card", "closed")]
             assert interaction.kinds("cancelled") == ["pin"]
             assert interaction.records[0].request.timeout == pytest.approx(0.2)
 
@@ -505,7 +509,7 @@ def test_events_reach_only_approved_subscribers(data18: Any) -> None:
 def test_status_and_snapshot(data18: Any) -> None:
     async def scenario() -> None:
         async with running_core({}, {READER_A: BeidCard("1.8", data18)}, policy=POLICY) as (
-                service, _, backend):
+                service, interaction, backend):
             status = await service.open_client(ORIGIN).status()
             assert status["readers"] == [{"name": READER_A, "cardPresent": True, "pinpad": False,
                                           "card": {"type": "BE eID (applet 1.8)",
@@ -517,8 +521,10 @@ def test_status_and_snapshot(data18: Any) -> None:
             backend.remove(READER_A).result()
             await settle(service)
             assert service.snapshot().state.value == "no-card"
-            with pytest.raises(NoCardError):
-                await service.open_client(ORIGIN).authenticate(NONCE)
+            with pytest.raises(UserTimeoutError):  # waited for a card that never came
+                await service.open_client(ORIGIN).authenticate(NONCE, timeout=0.2)
+            assert [(r.request.reason.value, r.outcome) for r in interaction.records] == [
+                ("no-card", "shown"), ("no-card", "closed")]
 
     run(scenario())
 

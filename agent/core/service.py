@@ -22,6 +22,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
 from agent.apdu import SmartCardConnection
 from agent.backend import EventKind, ReaderBackend, ReaderEvent, ReaderInfo
 from agent.cards import registry
@@ -48,7 +51,6 @@ from agent.errors import (
     InvalidArgumentError,
     InvalidPinError,
     NoCardError,
-    NoReaderError,
     NotSupportedError,
     OriginNotAllowedError,
     PinBlockedError,
@@ -59,6 +61,8 @@ from agent.errors import (
 )
 from agent.interaction import (
     CardChoice,
+    CardWaitReason,
+    CardWaitRequest,
     ChoiceRequest,
     ConsentDecision,
     ConsentKind,
@@ -66,6 +70,7 @@ from agent.interaction import (
     Operation,
     PinRequest,
     UserInteraction,
+    card_notice,
 )
 
 __all__ = ["AgentService", "ClientSession", "SessionOpener"]
@@ -73,6 +78,7 @@ __all__ = ["AgentService", "ClientSession", "SessionOpener"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 SessionOpener = Callable[[SmartCardConnection, Any], CardSession]
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -91,6 +97,7 @@ class _PinPlan:
     """Everything a PIN dialog needs, read from the card before asking."""
 
     reader: str
+    epoch: int  # AgentService.card_epoch when the operation picked the card
     info: CardInfo
     pin: PinInfo
     status: PinStatus
@@ -111,6 +118,23 @@ def _b64decode(value: object, what: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidArgumentError(f"{what} is not valid base64") from None
+
+
+def _holder_name(certificate: bytes) -> str | None:
+    """The certificate subject's given name and surname (else common name), for notices."""
+    try:
+        subject = token.load_certificate(certificate).subject
+    except InvalidArgumentError:
+        return None
+
+    def first(oid: x509.ObjectIdentifier) -> str | None:
+        values = subject.get_attributes_for_oid(oid)
+        return str(values[0].value) if values else None
+
+    given, surname = first(NameOID.GIVEN_NAME), first(NameOID.SURNAME)
+    if given and surname:
+        return f"{given} {surname}"
+    return first(NameOID.COMMON_NAME)
 
 
 async def _ask(coro: Awaitable[T], timeout: float) -> T:
@@ -156,6 +180,8 @@ class AgentService:
         self._policy_origins = self._normalize_policy(config.policy.allowed_origins)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: asyncio.Queue[ReaderEvent] = asyncio.Queue()
+        self._reader_change = asyncio.Event()  # set (and replaced) after each handled event
+        self._card_epochs: dict[str, int] = {}  # reader -> count of its card changes
         self._event_task: asyncio.Task[None] | None = None
         self._shutdown = asyncio.Event()
         self._active_operations = 0
@@ -246,6 +272,22 @@ class AgentService:
     def reader_info(self, reader: str) -> ReaderInfo | None:
         return next((r for r in self.backend.readers() if r.name == reader), None)
 
+    def reader_change(self) -> asyncio.Event:
+        """An event set once the next reader/card event has been handled.
+
+        Take it BEFORE looking at the readers, then wait on it: no change is missed.
+        """
+        return self._reader_change
+
+    def card_epoch(self, reader: str) -> int:
+        """Changes so far to the card in ``reader``: a removal or insertion bumps it."""
+        return self._card_epochs.get(reader, 0)
+
+    def card_unsupported(self, reader: str) -> bool:
+        """The card in ``reader`` was identified and no driver can use it."""
+        state = self._cards.get(reader)
+        return state is not None and state.unsupported
+
     async def card_job(
         self,
         reader: str,
@@ -307,6 +349,10 @@ class AgentService:
 
     async def _handle_event(self, event: ReaderEvent) -> None:
         logger.info("%s: %s", event.kind.value, event.reader)
+        if event.kind is not EventKind.READER_ADDED:
+            self._card_epochs[event.reader] = self.card_epoch(event.reader) + 1
+        if event.kind in (EventKind.CARD_REMOVED, EventKind.READER_REMOVED):
+            self._signal_change()  # close PIN prompts for this card before anything else
         if event.kind is EventKind.CARD_INSERTED:
             self._cards[event.reader] = _CardState()
             if self.config.identify_cards:
@@ -322,7 +368,12 @@ class AgentService:
             self._notice(Notice.CARD_INSERTED, (info.holder_name or "") if info else "")
         elif event.kind is EventKind.CARD_REMOVED:
             self._notice(Notice.CARD_REMOVED, event.reader)
+        self._signal_change()
         self._changed()
+
+    def _signal_change(self) -> None:
+        changed, self._reader_change = self._reader_change, asyncio.Event()
+        changed.set()
 
     def _broadcast(self, payload: dict[str, Any]) -> None:
         for session in list(self._sessions):
@@ -495,7 +546,7 @@ class ClientSession:
             self._tasks.discard(task)
             self._service._operation_finished()
 
-    async def _ensure_approved(self, timeout: float) -> None:
+    async def _ensure_approved(self, timeout: float, lang: str | None = None) -> None:
         """Make sure the origin may use the card, asking the user when needed.
 
         Raises:
@@ -511,7 +562,7 @@ class ClientSession:
                 return
             if self._denied:
                 raise OriginNotAllowedError(f"{self.origin} may not use the ID card")
-            request = ConsentRequest(self.origin, ConsentKind.SITE, timeout=timeout)
+            request = ConsentRequest(self.origin, ConsentKind.SITE, timeout=timeout, lang=lang)
             decision = await _ask(service.interaction.ask_consent(request), timeout)
             if decision is ConsentDecision.ALLOW_ALWAYS:
                 service.approvals.approve(self.origin, ConsentKind.SITE)
@@ -524,18 +575,83 @@ class ClientSession:
                 logger.info("user denied %s", self.origin)
                 raise OriginNotAllowedError(f"the user did not allow {self.origin}")
 
-    def _present_readers(self) -> list[ReaderInfo]:
-        readers = self._service.backend.readers()
+    def _usable_readers(self) -> list[ReaderInfo] | CardWaitReason:
+        """The readers holding a card the agent may use, or why there is none."""
+        service = self._service
+        readers = service.backend.readers()
         if not readers:
-            raise NoReaderError("no card reader is connected")
+            return CardWaitReason.NO_READER
         present = [r for r in readers if r.card_present]
         if not present:
-            raise NoCardError("no card in any reader")
-        return present
+            return CardWaitReason.NO_CARD
+        usable = [r for r in present if not service.card_unsupported(r.name)]
+        return usable or CardWaitReason.UNRECOGNISED
 
-    async def _pick_card(self, operation: Operation, timeout: float) -> str:
-        """The reader whose card to use: the only one, or the one the user chooses."""
-        present = self._present_readers()
+    async def _until_card(
+        self,
+        probe: Callable[[], Awaitable[R | CardWaitReason]],
+        operation: Operation,
+        timeout: float,
+        lang: str | None,
+        holder: str | None = None,
+    ) -> R:
+        """``probe()``'s result, waiting for reader events while it gives a reason instead.
+
+        While waiting, the interaction's card notice ("Insert your ID card") is shown; it
+        is shown afresh when the reason changes (a reader was connected, but no card) and
+        closed when the wait ends: the card is there, the timeout, or the page went away.
+
+        Raises:
+            UserTimeoutError: no usable card within ``timeout``.
+            CertificateNotFoundError: the wait was for the card of a certificate
+                (WRONG_CARD) and other cards were still in the readers at the timeout.
+        """
+        service = self._service
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        changed = service.reader_change()
+        found = await probe()
+        while isinstance(found, CardWaitReason):
+            reason = found
+            logger.info("%s waits for a card (%s)", self.origin, reason.value)
+            request = CardWaitRequest(
+                origin=self.origin,
+                operation=operation,
+                reason=reason,
+                timeout=max(deadline - loop.time(), 0.0),
+                holder=holder,
+                lang=lang,
+            )
+            async with card_notice(service.interaction, request):
+                while found is reason:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            await changed.wait()
+                    except TimeoutError:
+                        raise self._card_wait_timeout(reason, timeout) from None
+                    changed = service.reader_change()
+                    found = await probe()
+        return found
+
+    @staticmethod
+    def _card_wait_timeout(reason: CardWaitReason, timeout: float) -> AgentError:
+        if reason is CardWaitReason.WRONG_CARD:
+            return CertificateNotFoundError(
+                f"no card in the readers holds that signing certificate (waited {timeout:g} s)"
+            )
+        what = "card reader" if reason is CardWaitReason.NO_READER else "ID card"
+        return UserTimeoutError(f"no {what} was connected within {timeout:g} s")
+
+    async def _pick_card(self, operation: Operation, timeout: float, lang: str | None) -> str:
+        """The reader whose card to use: the only one, or the one the user chooses.
+
+        Waits (with the card notice) while there is no reader or no usable card.
+        """
+
+        async def probe() -> list[ReaderInfo] | CardWaitReason:
+            return self._usable_readers()
+
+        present = await self._until_card(probe, operation, timeout, lang)
         if len(present) == 1:
             return present[0].name
         service = self._service
@@ -554,13 +670,44 @@ class ClientSession:
                     serial=info.serial if info else "",
                 )
             )
-        request = ChoiceRequest(self.origin, operation, tuple(choices), timeout)
+        request = ChoiceRequest(self.origin, operation, tuple(choices), timeout, lang=lang)
         index = await _ask(service.interaction.choose_card(request), timeout)
         if not 0 <= index < len(choices):
             raise UserCancelledError("no card chosen")
         return choices[index].reader
 
-    async def _plan_pin(self, reader: str, pin_for: Callable[[CardSession], PinInfo]) -> _PinPlan:
+    async def _while_card_present(self, reader: str, epoch: int, prompt: Awaitable[T]) -> T:
+        """Await a PIN prompt; close it and fail when the card leaves ``reader`` meanwhile.
+
+        ``epoch`` is :meth:`AgentService.card_epoch` when the card was read for this
+        request; any removal (or swap) since then ends the prompt, and whatever PIN the
+        user typed is dropped, never sent.
+
+        Raises:
+            CardRemovedError: the card was removed before or while the user answered.
+        """
+        service = self._service
+        asking = asyncio.ensure_future(prompt)
+        try:
+            while True:
+                changed = service.reader_change()
+                if service.card_epoch(reader) != epoch:
+                    raise CardRemovedError("the card was removed while the PIN was asked")
+                if asking.done():
+                    return asking.result()
+                waiter = asyncio.ensure_future(changed.wait())
+                try:
+                    await asyncio.wait({asking, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+        finally:
+            if not asking.done():
+                asking.cancel()
+            await asyncio.gather(asking, return_exceptions=True)  # closed, and retrieved
+
+    async def _plan_pin(
+        self, reader: str, epoch: int, pin_for: Callable[[CardSession], PinInfo]
+    ) -> _PinPlan:
         def read(session: CardSession) -> tuple[CardInfo, PinInfo, PinStatus]:
             pin = pin_for(session)
             return session.info, pin, session.pin_status(pin)
@@ -570,6 +717,7 @@ class ClientSession:
         pinpad = features.pinpad if features is not None else None
         return _PinPlan(
             reader=reader,
+            epoch=epoch,
             info=info,
             pin=pin,
             status=status,
@@ -584,6 +732,7 @@ class ClientSession:
         timeout: float,
         attempt: Callable[[PinRequest], Awaitable[T]],
         detail: str | None = None,
+        lang: str | None = None,
     ) -> T:
         """Ask for the PIN and run ``attempt``; after a wrong PIN ask again (tries left shown).
 
@@ -605,6 +754,7 @@ class ClientSession:
                 holder=plan.info.holder_name,
                 detail=detail,
                 timeout=timeout,
+                lang=lang,
             )
             try:
                 return await attempt(request)
@@ -641,7 +791,9 @@ class ClientSession:
                         lambda session: action(session, PINPAD),
                         expect_serial=plan.info.serial,
                     )
-            value = await _ask(service.interaction.ask_pin(request), timeout)
+            value = await self._while_card_present(
+                plan.reader, plan.epoch, _ask(service.interaction.ask_pin(request), timeout)
+            )
             return await service.card_job(
                 plan.reader, lambda session: action(session, value), expect_serial=plan.info.serial
             )
@@ -681,11 +833,13 @@ class ClientSession:
         self, *, timeout: float | None = None, lang: str | None = None
     ) -> dict[str, Any]:
         """The signing certificate and what its key can do (web-eid.js shape)."""
-        return await self._run(self._get_signing_certificate(self._service.config.timeout(timeout)))
+        return await self._run(
+            self._get_signing_certificate(self._service.config.timeout(timeout), lang)
+        )
 
-    async def _get_signing_certificate(self, timeout: float) -> dict[str, Any]:
-        await self._ensure_approved(timeout)
-        reader = await self._pick_card(Operation.GET_CERTIFICATE, timeout)
+    async def _get_signing_certificate(self, timeout: float, lang: str | None) -> dict[str, Any]:
+        await self._ensure_approved(timeout, lang)
+        reader = await self._pick_card(Operation.GET_CERTIFICATE, timeout, lang)
 
         def read(session: CardSession) -> tuple[bytes | None, list[SignatureAlgorithm]]:
             return (
@@ -712,12 +866,15 @@ class ClientSession:
             InvalidPinError, PinBlockedError, UserCancelledError, UserTimeoutError, ...
         """
         nonce = token.validate_nonce(challenge_nonce)
-        return await self._run(self._authenticate(nonce, self._service.config.timeout(timeout)))
+        return await self._run(
+            self._authenticate(nonce, self._service.config.timeout(timeout), lang)
+        )
 
-    async def _authenticate(self, nonce: str, timeout: float) -> dict[str, Any]:
+    async def _authenticate(self, nonce: str, timeout: float, lang: str | None) -> dict[str, Any]:
         service = self._service
-        await self._ensure_approved(timeout)
-        reader = await self._pick_card(Operation.AUTHENTICATE, timeout)
+        await self._ensure_approved(timeout, lang)
+        reader = await self._pick_card(Operation.AUTHENTICATE, timeout, lang)
+        epoch = service.card_epoch(reader)
         async with service._queue.hold(reader, self.origin, timeout):
 
             def read(session: CardSession) -> tuple[bytes | None, list[SignatureAlgorithm]]:
@@ -731,7 +888,9 @@ class ClientSession:
                 raise NotSupportedError("this card has no authentication certificate")
             algorithm = token.token_algorithm(certificate, algorithms)
             digest = token.auth_digest(self.origin, nonce, algorithm.hash_function)
-            plan = await self._plan_pin(reader, lambda s: s.pin_for(KeyRole.AUTHENTICATION))
+            plan = await self._plan_pin(
+                reader, epoch, lambda s: s.pin_for(KeyRole.AUTHENTICATION)
+            )
 
             def sign(session: CardSession, pin: PinEntry) -> bytes:
                 return session.sign(
@@ -743,7 +902,11 @@ class ClientSession:
                 )
 
             signature = await self._with_pin(
-                plan, Operation.AUTHENTICATE, timeout, self._verify_attempt(plan, timeout, sign)
+                plan,
+                Operation.AUTHENTICATE,
+                timeout,
+                self._verify_attempt(plan, timeout, sign),
+                lang=lang,
             )
         logger.info(
             "authenticated %s with the card in %r (%s)", self.origin, reader, algorithm.name
@@ -761,9 +924,13 @@ class ClientSession:
     ) -> dict[str, Any]:
         """Sign ``hash`` with the key of ``certificate``, on whichever card holds it.
 
+        When no inserted card holds the certificate, the user is asked to insert the
+        right one (card notice, reason WRONG_CARD) until ``timeout``.
+
         Raises:
             InvalidArgumentError: bad base64, unknown hash function, wrong hash length.
-            CertificateNotFoundError: no card in any reader holds that certificate.
+            CertificateNotFoundError: other cards stayed in the readers until the timeout.
+            UserTimeoutError: no card at all (or no reader) until the timeout.
         """
         der = _b64decode(certificate, "certificate")
         token.load_certificate(der)
@@ -776,12 +943,17 @@ class ClientSession:
                 f"a {hash_function} hash is {expected} bytes, not {len(digest)}"
             )
         return await self._run(
-            self._sign(der, digest, hash_function, self._service.config.timeout(timeout))
+            self._sign(der, digest, hash_function, self._service.config.timeout(timeout), lang)
         )
 
-    async def _find_certificate(self, certificate: bytes) -> str:
+    async def _holding_reader(self, certificate: bytes) -> tuple[str, int] | CardWaitReason:
+        """The reader (and its card epoch) whose card holds ``certificate``, or why none."""
         service = self._service
-        for reader in self._present_readers():
+        usable = self._usable_readers()
+        if isinstance(usable, CardWaitReason):
+            return usable
+        for reader in usable:
+            epoch = service.card_epoch(reader.name)
             try:
                 held = await service.card_job(
                     reader.name, lambda session: session.certificate(KeyRole.SIGNING)
@@ -790,15 +962,32 @@ class ClientSession:
                 logger.info("skipping the card in %r: %s", reader.name, exc)
                 continue
             if held == certificate:
-                return reader.name
-        raise CertificateNotFoundError("no card in the readers holds that signing certificate")
+                return reader.name, epoch
+        return CardWaitReason.WRONG_CARD
+
+    async def _find_certificate(
+        self, certificate: bytes, timeout: float, lang: str | None
+    ) -> tuple[str, int]:
+        """The reader whose card holds ``certificate``; waits for it to be inserted."""
+        return await self._until_card(
+            lambda: self._holding_reader(certificate),
+            Operation.SIGN,
+            timeout,
+            lang,
+            holder=_holder_name(certificate),
+        )
 
     async def _sign(
-        self, certificate: bytes, digest: bytes, hash_function: str, timeout: float
+        self,
+        certificate: bytes,
+        digest: bytes,
+        hash_function: str,
+        timeout: float,
+        lang: str | None,
     ) -> dict[str, Any]:
         service = self._service
-        await self._ensure_approved(timeout)
-        reader = await self._find_certificate(certificate)
+        await self._ensure_approved(timeout, lang)
+        reader, epoch = await self._find_certificate(certificate, timeout, lang)
         async with service._queue.hold(reader, self.origin, timeout):
             algorithms = await service.card_job(
                 reader, lambda session: session.signature_algorithms(KeyRole.SIGNING)
@@ -806,7 +995,7 @@ class ClientSession:
             algorithm = next((a for a in algorithms if a.hash_function == hash_function), None)
             if algorithm is None:
                 raise NotSupportedError(f"this card cannot sign a {hash_function} hash")
-            plan = await self._plan_pin(reader, lambda s: s.pin_for(KeyRole.SIGNING))
+            plan = await self._plan_pin(reader, epoch, lambda s: s.pin_for(KeyRole.SIGNING))
             padding = "PSS" if algorithm.padding_scheme == "PSS" else None
 
             def sign(session: CardSession, pin: PinEntry) -> bytes:
@@ -814,7 +1003,12 @@ class ClientSession:
 
             detail = f"a document ({hash_function} hash {digest.hex()[:16]}…)"
             signature = await self._with_pin(
-                plan, Operation.SIGN, timeout, self._verify_attempt(plan, timeout, sign), detail
+                plan,
+                Operation.SIGN,
+                timeout,
+                self._verify_attempt(plan, timeout, sign),
+                detail,
+                lang,
             )
         logger.info(
             "signed a %s hash for %s with the card in %r", hash_function, self.origin, reader
@@ -825,19 +1019,25 @@ class ClientSession:
         }
 
     async def read_identity(
-        self, *, photo: bool = True, timeout: float | None = None
+        self, *, photo: bool = True, timeout: float | None = None, lang: str | None = None
     ) -> dict[str, Any]:
         """Name, address and (optionally) photo, after the user agreed for this origin."""
-        return await self._run(self._read_identity(photo, self._service.config.timeout(timeout)))
+        return await self._run(
+            self._read_identity(photo, self._service.config.timeout(timeout), lang)
+        )
 
-    async def _read_identity(self, photo: bool, timeout: float) -> dict[str, Any]:
+    async def _read_identity(
+        self, photo: bool, timeout: float, lang: str | None
+    ) -> dict[str, Any]:
         service = self._service
-        await self._ensure_approved(timeout)
-        reader = await self._pick_card(Operation.READ_IDENTITY, timeout)
+        await self._ensure_approved(timeout, lang)
+        reader = await self._pick_card(Operation.READ_IDENTITY, timeout, lang)
         if not service.is_approved(self.origin, ConsentKind.IDENTITY):
             state = service._cards.get(reader)
             holder = state.info.holder_name if state is not None and state.info else None
-            request = ConsentRequest(self.origin, ConsentKind.IDENTITY, holder, timeout)
+            request = ConsentRequest(
+                self.origin, ConsentKind.IDENTITY, holder, timeout, lang=lang
+            )
             decision = await _ask(service.interaction.ask_consent(request), timeout)
             if decision is ConsentDecision.DENY:
                 raise UserCancelledError("the user did not allow reading the identity data")
@@ -851,14 +1051,16 @@ class ClientSession:
         result: dict[str, Any] = identity.to_json()
         return result
 
-    async def pin_status(self) -> dict[str, Any]:
+    async def pin_status(
+        self, *, timeout: float | None = None, lang: str | None = None
+    ) -> dict[str, Any]:
         """Tries left for each PIN of the card (no try is spent)."""
-        return await self._run(self._pin_status(self._service.config.timeout(None)))
+        return await self._run(self._pin_status(self._service.config.timeout(timeout), lang))
 
-    async def _pin_status(self, timeout: float) -> dict[str, Any]:
+    async def _pin_status(self, timeout: float, lang: str | None) -> dict[str, Any]:
         service = self._service
-        await self._ensure_approved(timeout)
-        reader = await self._pick_card(Operation.CHANGE_PIN, timeout)
+        await self._ensure_approved(timeout, lang)
+        reader = await self._pick_card(Operation.CHANGE_PIN, timeout, lang)
 
         def read(session: CardSession) -> tuple[CardInfo, list[PinStatus]]:
             pins = list(session.info.pins)
@@ -886,18 +1088,27 @@ class ClientSession:
         }
 
     async def change_pin(
-        self, *, timeout: float | None = None, pin_name: str | None = None
+        self,
+        *,
+        timeout: float | None = None,
+        pin_name: str | None = None,
+        lang: str | None = None,
     ) -> dict[str, Any]:
         """Change a PIN through the agent's own dialog (or the PIN pad).
 
         ``pin_name`` picks the PIN on cards with several (default: the authentication PIN).
         """
-        return await self._run(self._change_pin(pin_name, self._service.config.timeout(timeout)))
+        return await self._run(
+            self._change_pin(pin_name, self._service.config.timeout(timeout), lang)
+        )
 
-    async def _change_pin(self, pin_name: str | None, timeout: float) -> dict[str, Any]:
+    async def _change_pin(
+        self, pin_name: str | None, timeout: float, lang: str | None
+    ) -> dict[str, Any]:
         service = self._service
-        await self._ensure_approved(timeout)
-        reader = await self._pick_card(Operation.CHANGE_PIN, timeout)
+        await self._ensure_approved(timeout, lang)
+        reader = await self._pick_card(Operation.CHANGE_PIN, timeout, lang)
+        epoch = service.card_epoch(reader)
 
         def choose(session: CardSession) -> PinInfo:
             if pin_name is None:
@@ -908,7 +1119,7 @@ class ClientSession:
             raise InvalidArgumentError(f"this card has no PIN named {pin_name!r}")
 
         async with service._queue.hold(reader, self.origin, timeout):
-            plan = await self._plan_pin(reader, choose)
+            plan = await self._plan_pin(reader, epoch, choose)
 
             async def attempt(request: PinRequest) -> None:
                 if plan.pinpad_modify:
@@ -919,14 +1130,16 @@ class ClientSession:
                             expect_serial=plan.info.serial,
                         )
                     return
-                old, new = await _ask(service.interaction.ask_pin_change(request), timeout)
+                old, new = await self._while_card_present(
+                    reader, plan.epoch, _ask(service.interaction.ask_pin_change(request), timeout)
+                )
                 await service.card_job(
                     reader,
                     lambda s: s.change_pin(plan.pin, old, new),
                     expect_serial=plan.info.serial,
                 )
 
-            await self._with_pin(plan, Operation.CHANGE_PIN, timeout, attempt)
+            await self._with_pin(plan, Operation.CHANGE_PIN, timeout, attempt, lang=lang)
         logger.info("%s changed on the card in %r", plan.pin.name, reader)
         return {
             "pin": plan.pin.name,
