@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agent.emulator.beid import DIGEST_INFO_PREFIX, _rsa_pkcs1_raw, ecdsa_raw
 from agent.emulator.iso_card import Apdu, CardError, IsoCard, Node, PinState, sw_bytes
-from agent.emulator.pki_other import HolderKeys, OtherPki
+from agent.emulator.pki_other import HolderKeys, OtherPki, document_number
 
 logger = logging.getLogger(__name__)
 
@@ -233,4 +233,6 @@ def make_card(pki: OtherPki, profile: str = "EE", **data: object) -> IdemiaCard:
     """
     if CARD_PROFILES[profile].pin2_min > 5:
         data.setdefault("pin2", "123456")
-    return IdemiaCard(profile, IdemiaCardData(keys=pki.issue(), **data))  # type: ignore[arg-type]
+    keys = pki.issue()
+    data.setdefault("document_number", document_number("AB", keys))
+    return IdemiaCard(profile, IdemiaCardData(keys=keys, **data))  # type: ignore[arg-type]

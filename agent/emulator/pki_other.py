@@ -26,6 +26,7 @@ the holder's two key pairs and certificates.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Final
@@ -38,7 +39,7 @@ from agent.emulator.pki import Issued, _builder, _key_usage, _name, _sign
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PKI_PROFILES", "Person", "PkiProfile", "OtherPki", "HolderKeys", "make_pki"]
+__all__ = ["PKI_PROFILES", "Person", "PkiProfile", "OtherPki", "HolderKeys", "document_number", "make_pki"]
 
 OID_QC_STATEMENTS: Final = ObjectIdentifier("1.3.6.1.5.5.7.1.3")
 QC_STATEMENTS_DER: Final = bytes.fromhex("3014" "3008060604008E460101" "3008060604008E460104")
@@ -241,6 +242,12 @@ class OtherPki:
         )
         self.issued.append(keys)
         return keys
+
+
+def document_number(prefix: str, keys: HolderKeys) -> str:
+    """A document number unique to the holder's keys: two letters and seven digits."""
+    digest = int.from_bytes(hashlib.sha256(keys.auth_der).digest()[:8], "big")
+    return f"{prefix}{digest % 10_000_000:07d}"
 
 
 def _ca_name(profile: PkiProfile, cn: str) -> x509.Name:
