@@ -1,0 +1,520 @@
+"""The agent's benchmarks on the real pcscd + vpcd with the virtual Belgian card.
+
+``make bench`` (or ``.venv/bin/python bench/run.py [--quick]``) starts a private pcscd,
+virtual cards and the real agent process (``eid-agent serve`` with the scripted PIN
+provider), measures everything side by side in one run, prints a markdown table
+(measured value, target, pass/fail) and writes it into ``docs/performance.md`` between
+the ``bench`` markers, with machine information and method notes.
+
+Baselines measured in the same run: the minimal raw APDU sequence through
+``agent.pcsc.connect`` (no agent), OpenSC's ``pkcs11-tool`` for the same signature (1.7
+card, the only one OpenSC 0.23 signs with), and pcscd's own insertion report through
+``agent.pcsc.wait_for_card``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from websockets.exceptions import InvalidStatus  # noqa: E402, TID251 - a client
+
+from agent.emulator.beid import BeidCard  # noqa: E402
+from agent.emulator.pcscd import PrivatePcscd  # noqa: E402
+from agent.emulator.pki import Holder, TestPki, make_card_data  # noqa: E402
+from agent.emulator.vpcd import VpcdCard  # noqa: E402
+from agent.pcsc import wait_for_card  # noqa: E402
+from bench.harness import (  # noqa: E402
+    CLOCK_TICKS,
+    READERS,
+    CountingCard,
+    RpcClient,
+    Traffic,
+    checked,
+    essential_commands,
+    median,
+    ms,
+    percentile,
+    raw_exchange,
+    raw_read_certificate,
+    sample_process,
+)
+from bench.report import Row, write_report  # noqa: E402
+from tests.agent_process import AgentProcess  # noqa: E402
+
+PORTAL = "https://portal.example"
+PIN = "908172"
+HANG = {"hang": True}
+PKCS11_MODULE = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
+REAL_CARD_LATENCY = 0.020  # seconds per APDU, see docs/performance.md "method"
+DF_BELPIC, EF_AUTH_CERT = 0xDF00, 0x5038
+
+
+@dataclass(frozen=True)
+class Sizes:
+    status: int
+    ops: int
+    cold: int
+    insert: int
+    idle_seconds: float
+    concurrent: int
+    latency_ops: int
+    pkcs11: int
+
+
+FULL = Sizes(status=1000, ops=30, cold=3, insert=20, idle_seconds=60, concurrent=200,
+             latency_ops=5, pkcs11=10)
+QUICK = Sizes(status=200, ops=8, cold=1, insert=5, idle_seconds=10, concurrent=200,
+              latency_ops=2, pkcs11=3)
+
+
+@dataclass
+class OpStats:
+    """Wall times and traffic of repeated runs of one operation."""
+
+    times: list[float] = field(default_factory=list)
+    traffic: list[Traffic] = field(default_factory=list)
+
+    def add(self, seconds: float, traffic: Traffic) -> None:
+        self.times.append(seconds)
+        self.traffic.append(traffic)
+
+    @property
+    def p50(self) -> float:
+        return median(self.times)
+
+    @property
+    def apdus(self) -> int:
+        return max(t.apdus for t in self.traffic) if self.traffic else 0
+
+    @property
+    def bytes(self) -> int:
+        return max(t.bytes for t in self.traffic) if self.traffic else 0
+
+    def describe(self) -> str:
+        return f"{ms(self.p50)} (n={len(self.times)}), {self.apdus} APDUs, {self.bytes} B"
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, work: Path) -> None:
+        self.sizes = sizes
+        self.work = work
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        self.pcscd = PrivatePcscd()
+        self.pki = TestPki.load_or_create(work / "pki")
+        self._agents = 0
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def card(self, applet: str) -> CountingCard:
+        return CountingCard(BeidCard(applet, make_card_data(self.pki, Holder(pin=PIN), applet)))
+
+    @contextmanager
+    def inserted(self, card: CountingCard, latency: float = 0.0) -> Iterator[VpcdCard]:
+        served = VpcdCard(card, port=self.pcscd.ports[0], latency=latency)
+        served.insert()
+        wait_for_card(READERS[0], present=True, timeout=10)
+        try:
+            yield served
+        finally:
+            served.remove()
+            wait_for_card(READERS[0], present=False, timeout=10)
+
+    @contextmanager
+    def agent(self, card: CountingCard, pins: list[Any]) -> Iterator[AgentProcess]:
+        self._agents += 1
+        home = self.work / f"agent-{self._agents}"
+        home.mkdir()
+        with AgentProcess(self.pcscd, home, {"pins": pins}, allow_origins=(PORTAL,),
+                          log_level=os.environ.get("BENCH_AGENT_LOG", "WARNING")) as agent:
+            settle(card)  # the agent identifies the card it finds at start
+            yield agent
+
+    def row(self, name: str, value: str, target: str, ok: bool | None) -> None:
+        self.rows.append(Row(name, value, target, ok))
+        verdict = "-" if ok is None else ("pass" if ok else "FAIL")
+        print(f"| {name} | {value} | {target} | {verdict} |", flush=True)
+
+    # -- operations -------------------------------------------------------------------
+
+    async def timed_op(self, client: RpcClient, card: CountingCard, method: str,
+                       params: dict[str, Any]) -> tuple[float, Traffic, list[bytes]]:
+        before, index = card.traffic(), len(card.inner.commands)
+        start = time.perf_counter()
+        checked(await client.call(method, params), method)
+        elapsed = time.perf_counter() - start
+        return elapsed, card.traffic() - before, card.commands_since(index)
+
+    @staticmethod
+    def auth_params() -> dict[str, Any]:
+        return {"challengeNonce": base64.b64encode(os.urandom(32)).decode()}
+
+    @staticmethod
+    def sign_params(card: CountingCard) -> dict[str, Any]:
+        certificate = card.inner.data.sign_cert
+        assert certificate is not None
+        return {"certificate": base64.b64encode(certificate).decode(),
+                "hash": base64.b64encode(os.urandom(32)).decode(), "hashFunction": "SHA-256"}
+
+    def raw_ops(self, card: CountingCard, sequence: list[bytes], count: int,
+                cold: bool = False) -> OpStats:
+        stats = OpStats()
+        for _ in range(count):
+            before = card.traffic()
+            start = time.perf_counter()
+            if cold:
+                raw_read_certificate(READERS[0], DF_BELPIC, EF_AUTH_CERT)
+            raw_exchange(READERS[0], sequence)
+            stats.add(time.perf_counter() - start, card.traffic() - before)
+        return stats
+
+    async def agent_ops(self, url: str, card: CountingCard, method: str,
+                        count: int) -> tuple[OpStats, list[bytes]]:
+        client = await RpcClient.open(url, PORTAL)
+        stats, last = OpStats(), []
+        try:
+            for _ in range(count):
+                params = self.auth_params() if method == "authenticate" else self.sign_params(card)
+                elapsed, traffic, last = await self.timed_op(client, card, method, params)
+                stats.add(elapsed, traffic)
+        finally:
+            await client.close()
+        return stats, last
+
+    # -- benchmarks -------------------------------------------------------------------
+
+    async def status_times(self, url: str, count: int) -> list[float]:
+        client = await RpcClient.open(url, PORTAL)
+        times = []
+        try:
+            for _ in range(20):
+                await client.call("status")  # warm-up
+            for _ in range(count):
+                start = time.perf_counter()
+                checked(await client.call("status"), "status")
+                times.append(time.perf_counter() - start)
+        finally:
+            await client.close()
+        return times
+
+    async def pending_sign(self, url: str, card: CountingCard) -> RpcClient:
+        """A connection whose sign waits in the (hanging) scripted PIN prompt."""
+        client = await RpcClient.open(url, PORTAL)
+        await client.send("sign", self.sign_params(card), 999)
+        await asyncio.sleep(0.3)  # let it reach the prompt
+        return client
+
+    async def concurrent_status(self, url: str, connections: int) -> tuple[list[float], dict[str, int]]:
+        """Open ``connections`` at once; when all are open (or refused), each asks status."""
+        outcomes: dict[str, int] = {}
+        times: list[float] = []
+        all_open = asyncio.Event()
+        settled = 0
+
+        def count(key: str) -> None:
+            outcomes[key] = outcomes.get(key, 0) + 1
+
+        def arrived() -> None:
+            nonlocal settled
+            settled += 1
+            if settled == connections:
+                all_open.set()
+
+        async def one() -> None:
+            try:
+                client = await RpcClient.open(url, PORTAL)
+            except InvalidStatus as exc:
+                count(f"refused {exc.response.status_code}")
+                arrived()
+                return
+            except OSError as exc:
+                count(type(exc).__name__)
+                arrived()
+                return
+            arrived()
+            try:
+                await all_open.wait()
+                start = time.perf_counter()
+                answer = await client.call("status")
+                times.append(time.perf_counter() - start)
+                count("ok" if "result" in answer else answer["error"]["data"]["code"])
+            except Exception as exc:  # noqa: BLE001 - counted, reported
+                count(type(exc).__name__)
+            finally:
+                await client.close()
+
+        await asyncio.gather(*(one() for _ in range(connections)))
+        return times, outcomes
+
+    async def insertion(self, url: str, served: VpcdCard, count: int) -> tuple[list[float], list[float]]:
+        """Seconds from vpcd connect to (pcscd reports the card, the client gets the event)."""
+        client = await RpcClient.open(url, PORTAL)
+        checked(await client.call("subscribe"), "subscribe")
+        agent_times: list[float] = []
+        pcscd_times: list[float] = []
+        try:
+            for _ in range(count):
+                served.remove()
+                await client.next_event("card-removed")
+                await asyncio.to_thread(wait_for_card, READERS[0], False, 10)
+                await asyncio.sleep(random.uniform(0.05, 0.5))  # random phase vs pcscd's poll
+                seen: list[float] = []
+                watcher = threading.Thread(target=_report_insertion, args=(seen,))
+                watcher.start()
+                await asyncio.sleep(0.05)  # the watcher is blocked in SCardGetStatusChange
+                start = time.perf_counter()
+                served.insert()
+                arrived = await client.next_event("card-inserted")
+                await asyncio.to_thread(watcher.join)
+                agent_times.append(arrived - start)
+                pcscd_times.append(seen[0] - start)
+        finally:
+            await client.close()
+        return agent_times, pcscd_times
+
+    def idle(self, pid: int, seconds: float) -> tuple[int, float, int, int]:
+        """(RSS KiB at the end, CPU % over the window, context switches, threads)."""
+        first = sample_process(pid)
+        time.sleep(seconds)
+        last = sample_process(pid)
+        cpu = (last.cpu_ticks - first.cpu_ticks) / CLOCK_TICKS / seconds * 100
+        return last.rss_kib, cpu, last.context_switches - first.context_switches, last.threads
+
+    # -- phases -----------------------------------------------------------------------
+
+    async def phase_main(self) -> None:
+        """1.8 card, no latency: status, warm operations, raw, pending sign, 200
+        connections, insertion, idle."""
+        s = self.sizes
+        card = self.card("1.8")
+        pins: list[Any] = [PIN] * (2 * s.ops) + [HANG] + [PIN] * 4
+        with self.inserted(card) as served, self.agent(card, pins) as agent:
+            idle_status = await self.status_times(agent.url, s.status)
+            auth, auth_cmds = await self.agent_ops(agent.url, card, "authenticate", s.ops)
+            sign, sign_cmds = await self.agent_ops(agent.url, card, "sign", s.ops)
+            raw_auth = self.raw_ops(card, essential_commands(auth_cmds), s.ops)
+            raw_sign = self.raw_ops(card, essential_commands(sign_cmds), s.ops)
+            pending = await self.pending_sign(agent.url, card)
+            busy_status = await self.status_times(agent.url, s.status)
+            many_times, outcomes = await self.concurrent_status(agent.url, s.concurrent)
+            await pending.close()
+            await asyncio.sleep(0.3)
+            agent_insert, pcscd_insert = await self.insertion(agent.url, served, s.insert)
+            await asyncio.sleep(1.0)
+            rss, cpu, switches, threads = self.idle(agent.proc.pid, s.idle_seconds)
+
+        p50, p99 = percentile(idle_status, 50), percentile(idle_status, 99)
+        self.row("status round trip, idle: p50 / p99", f"{ms(p50)} / {ms(p99)} (n={len(idle_status)})",
+                 "0.5 ms / 2 ms", p50 <= 0.0005 and p99 <= 0.002)
+        p50, p99 = percentile(busy_status, 50), percentile(busy_status, 99)
+        self.row("status round trip, another connection's sign pending: p50 / p99",
+                 f"{ms(p50)} / {ms(p99)} (n={len(busy_status)})", "0.5 ms / 2 ms",
+                 p50 <= 0.0005 and p99 <= 0.002)
+        self.compare("authenticate warm (1.8, ES384)", auth, raw_auth, apdu_limit=6)
+        self.compare("sign warm (1.8, ECDSA SHA-256, key 83)", sign, raw_sign)
+        errors = s.concurrent - outcomes.get("ok", 0)
+        self.row(f"{s.concurrent} concurrent connections asking status (sign pending): errors, p99",
+                 f"{errors} errors ({format_outcomes(outcomes)}); "
+                 f"p99 of answered {ms(percentile(many_times, 99))}",
+                 "0 errors, p99 2 ms", errors == 0 and percentile(many_times, 99) <= 0.002)
+        self.row("card insertion → WebSocket event: p50 / p99",
+                 f"{ms(median(agent_insert))} / {ms(percentile(agent_insert, 99))} (n={len(agent_insert)})",
+                 "p50 50 ms", median(agent_insert) <= 0.050)
+        share = [a - p for a, p in zip(agent_insert, pcscd_insert, strict=True)]
+        self.row("… of which pcscd/vpcd (wait_for_card, same insertions): p50 / p99",
+                 f"{ms(median(pcscd_insert))} / {ms(percentile(pcscd_insert, 99))}", "(baseline)", None)
+        self.row("… of which the agent (event − pcscd report): p50 / p99",
+                 f"{ms(median(share))} / {ms(percentile(share, 99))}", "(identification + delivery)", None)
+        self.row(f"idle RSS after {s.idle_seconds:.0f} s", f"{rss / 1024:.1f} MB ({threads} threads)",
+                 "40 MB", rss / 1024 <= 40)
+        self.row(f"idle CPU / wake-ups over {s.idle_seconds:.0f} s",
+                 f"{cpu:.3f} % CPU, {switches} context switches (all threads)",
+                 "no periodic wake-ups", switches <= 2)
+
+    def compare(self, name: str, agent: OpStats, raw: OpStats, apdu_limit: int | None = None) -> None:
+        ratio = agent.p50 / raw.p50
+        limit_ok = agent.apdus <= apdu_limit if apdu_limit else None
+        self.row(f"{name}: agent", agent.describe(),
+                 f"≤ {apdu_limit} APDUs" if apdu_limit else "", limit_ok)
+        self.row(f"{name}: raw APDUs via agent.pcsc", raw.describe(), "(baseline)", None)
+        self.row(f"{name}: agent / raw", f"{ratio:.2f}x", "≤ 1.10x", ratio <= 1.10)
+
+    async def phase_cold(self) -> None:
+        """1.8 card; each sample a fresh agent process whose first operation is measured."""
+        s = self.sizes
+        card = self.card("1.8")
+        auth, sign = OpStats(), OpStats()
+        auth_cmds: list[bytes] = []
+        with self.inserted(card):
+            for _ in range(s.cold):
+                for method, stats in (("authenticate", auth), ("sign", sign)):
+                    with self.agent(card, [PIN]) as agent:
+                        client = await RpcClient.open(agent.url, PORTAL)
+                        params = self.auth_params() if method == "authenticate" else self.sign_params(card)
+                        elapsed, traffic, commands = await self.timed_op(client, card, method, params)
+                        await client.close()
+                        stats.add(elapsed, traffic)
+                        if method == "authenticate":
+                            auth_cmds = commands
+            raw = self.raw_ops(card, essential_commands(auth_cmds), s.cold, cold=True)
+        self.compare("authenticate cold (fresh agent process, 1.8)", auth, raw)
+        self.row("sign cold (fresh agent process, 1.8): agent", sign.describe(), "", None)
+        self.notes.append(
+            "Cold: a new agent process per sample, the card already inserted (the agent reads "
+            "its type and authentication certificate at start, before the request); the raw cold "
+            "baseline reads the authentication certificate (SELECT 3F00/DF00/5038 + READ BINARY) "
+            "before signing.")
+
+    async def phase_pkcs11(self) -> None:
+        """1.7 card: the agent's authenticate (RS256 with key 82) against pkcs11-tool's
+        SHA256-RSA-PKCS signature with the same key, and the raw sequence."""
+        s = self.sizes
+        card = self.card("1.7")
+        with self.inserted(card), self.agent(card, [PIN] * s.ops) as agent:
+            auth, commands = await self.agent_ops(agent.url, card, "authenticate", s.ops)
+            raw = self.raw_ops(card, essential_commands(commands), s.ops)
+            tool = self.pkcs11_tool(card, s.pkcs11)
+        self.compare("authenticate warm (1.7, RS256)", auth, raw)
+        self.row("same signature via OpenSC pkcs11-tool (1.7, per command)", tool.describe(),
+                 "(baseline)", None)
+        self.row("agent / pkcs11-tool (1.7)", f"{auth.p50 / tool.p50:.2f}x", "(lower is better)", None)
+
+    def pkcs11_tool(self, card: CountingCard, count: int) -> OpStats:
+        home = self.work / "pkcs11-home"
+        home.mkdir(exist_ok=True)
+        message = home / "message"
+        message.write_bytes(b"benchmark message")
+        env = {**self.pcscd.env(), "HOME": str(home), "XDG_CACHE_HOME": str(home / "cache")}
+        args = ["pkcs11-tool", "--module", PKCS11_MODULE, "--login", "--pin", PIN, "--sign",
+                "--id", "02", "--mechanism", "SHA256-RSA-PKCS", "--input-file", str(message),
+                "--output-file", str(home / "signature")]
+        stats = OpStats()
+        for _ in range(count):
+            before = card.traffic()
+            start = time.perf_counter()
+            result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120,
+                                    check=False)
+            elapsed = time.perf_counter() - start
+            if result.returncode != 0:
+                raise RuntimeError(f"pkcs11-tool failed: {result.stdout}{result.stderr}")
+            stats.add(elapsed, card.traffic() - before)
+        return stats
+
+    async def phase_latency(self) -> None:
+        """The same warm operations with a real card's per-APDU latency."""
+        s = self.sizes
+        card = self.card("1.8")
+        with self.inserted(card, latency=REAL_CARD_LATENCY), \
+                self.agent(card, [PIN] * (2 * s.latency_ops)) as agent:
+            auth, auth_cmds = await self.agent_ops(agent.url, card, "authenticate", s.latency_ops)
+            sign, sign_cmds = await self.agent_ops(agent.url, card, "sign", s.latency_ops)
+            raw_auth = self.raw_ops(card, essential_commands(auth_cmds), s.latency_ops)
+            raw_sign = self.raw_ops(card, essential_commands(sign_cmds), s.latency_ops)
+        tag = f"{REAL_CARD_LATENCY * 1000:.0f} ms/APDU"
+        self.compare(f"authenticate warm, {tag}", auth, raw_auth, apdu_limit=6)
+        self.compare(f"sign warm, {tag}", sign, raw_sign)
+        overhead = auth.p50 - auth.apdus * REAL_CARD_LATENCY
+        self.notes.append(
+            f"With {tag}, the agent's authenticate spends {auth.apdus} × {tag} = "
+            f"{auth.apdus * REAL_CARD_LATENCY * 1000:.0f} ms waiting for the card and about "
+            f"{overhead * 1000:.0f} ms elsewhere (pcscd, WebSocket, core, crypto).")
+        self.notes.append(
+            "Agent warm authenticate APDUs (INS): "
+            + " ".join(f"{c[1]:02X}" for c in auth_cmds) + ".")
+
+    async def run(self) -> None:
+        self.pcscd.start()
+        self.pcscd.use()
+        try:
+            await self.phase_main()
+            await self.phase_cold()
+            await self.phase_pkcs11()
+            await self.phase_latency()
+        finally:
+            self.pcscd.stop()
+
+
+def _report_insertion(seen: list[float]) -> None:
+    wait_for_card(READERS[0], True, 10)
+    seen.append(time.perf_counter())
+
+
+def settle(card: CountingCard, quiet: float = 0.5, timeout: float = 20.0) -> None:
+    """Wait until no APDU has reached the card for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = card.traffic().apdus, time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = card.traffic().apdus
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def format_outcomes(outcomes: dict[str, int]) -> str:
+    return ", ".join(f"{key}: {value}" for key, value in sorted(outcomes.items()))
+
+
+def machine_info() -> list[str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    pcscd = subprocess.run(["pcscd", "--version"], capture_output=True, text=True,
+                           check=False).stdout.splitlines()
+    opensc = subprocess.run(["opensc-tool", "--info"], capture_output=True, text=True,
+                            check=False).stdout.splitlines()
+    return [
+        f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"machine: {platform.node()}, {cpu}, {os.cpu_count()} CPUs, "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the start",
+        f"system: {platform.platform()}, Python {platform.python_version()}",
+        f"pcsc-lite: {pcscd[0] if pcscd else 'unknown'}; "
+        f"OpenSC: {opensc[0] if opensc else 'unknown'}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples, 10 s idle window")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    os.environ["EID_AGENT_ALLOW_SCRIPTED"] = "1"
+    info = machine_info()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="eid-bench-") as work:
+        bench = Bench(QUICK if args.quick else FULL, Path(work))
+        print("| measurement | value | target | verdict |\n|---|---|---|---|", flush=True)
+        asyncio.run(bench.run())
+    info.append(f"run: {'--quick' if args.quick else 'full'}, {time.monotonic() - started:.0f} s")
+    if not args.no_write:
+        write_report(args.output, bench.rows, info, bench.notes)
+        print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
