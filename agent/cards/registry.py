@@ -46,7 +46,9 @@ def open_session(connection: SmartCardConnection, cache: Any = None) -> CardSess
             continue
         try:
             session: CardSession = module.open_session(connection, cache)
-        except UnsupportedCardError:
+        except UnsupportedCardError as exc:
+            if getattr(exc, "recognised", False):
+                raise  # a card its driver knows and refuses (Lithuanian): say so
             continue
         return session
     raise UnsupportedCardError(f"unknown card (ATR {connection.atr.hex()})")
