@@ -314,7 +314,18 @@ def test_real_tray_menu_under_xvfb(x_display: str, tmp_path: Path, lang: str) ->
         if lang == "en" and os.environ.get("EID_UPDATE_DOCS_SCREENSHOTS"):
             DOCS.mkdir(parents=True, exist_ok=True)
             shot.save(DOCS / "tray-menu.png")
-        subprocess.run(["xdotool", "key", "Escape"], env=env, check=True, timeout=30)
+        # keyboard into the menu: first enabled line ("Readers and cards"), open its submenu
+        subprocess.run(["xdotool", "key", "--delay", "300", "Down", "Right"], env=env,
+                       check=True, timeout=30)
+        time.sleep(1.0)
+        readers = grab(x_display).crop((SCREEN[0] - 720, 0, SCREEN[0], 320))
+        assert ImageChops.difference(readers.crop((0, 0, 300, 320)),
+                                     before.crop((SCREEN[0] - 720, 0, SCREEN[0] - 420, 320))
+                                     ).getbbox() is not None, "the submenu did not open"
+        readers.save(folder / "tray-menu-readers.png")
+        if lang == "en" and os.environ.get("EID_UPDATE_DOCS_SCREENSHOTS"):
+            readers.save(DOCS / "tray-menu-readers.png")
+        subprocess.run(["xdotool", "key", "Escape", "Escape"], env=env, check=True, timeout=30)
         proc.stdin.write("remove\n")  # a state change through subscribe while running
         proc.stdin.flush()
         assert proc.stdout.readline().strip() == "removed"

@@ -125,7 +125,7 @@ class TrustedDialog(QDialog):
         self.setWindowTitle(f"{self._(self.title_text)} - eid-agent")
         self.setAccessibleName(self._(self.title_text))
         self.setModal(True)
-        self.setMinimumWidth(self.fontMetrics().averageCharWidth() * 52)  # scales with the font
+        self.setMinimumWidth(self.fontMetrics().averageCharWidth() * 64)  # scales with the font
 
         self.layout_ = QVBoxLayout(self)
         intro = _label(self._("Request from this website:"))
