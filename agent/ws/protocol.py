@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -245,6 +246,9 @@ def encode(message: dict[str, Any]) -> str:
 
 
 def _valid_id(value: Any) -> bool:
+    # json.loads reads 1e999 as inf, which cannot be sent back as JSON: not a valid id.
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
     return value is None or (isinstance(value, str | int | float) and not isinstance(value, bool))
 
 
