@@ -241,3 +241,29 @@ def test_wrong_pins_and_blocked_through_pcscd(
     vpcd(card, slot=1)
     with connect(READER_1) as connection, connection.transaction():
         wrong_pins_then_blocked(connection, card)
+
+
+@pytest.mark.pcsc
+def test_virtual_card_command_serves_an_estonian_card(pcscd, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from agent.pcsc import connect, wait_for_card
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent.emulator.cli", "--card", "EE", "--data-dir", str(tmp_path),
+         "--port", str(pcscd.ports[0]), "--remove-after", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_card(READER_0, present=True, timeout=30)
+        with connect(READER_0) as connection, connection.transaction():
+            s = registry.open_session(connection)
+            assert s.info.card_type == "EE ID card (IDEMIA 2018)"
+            cert = x509.load_der_x509_certificate(s.certificate(KeyRole.AUTHENTICATION))
+        root = x509.load_pem_x509_certificate((tmp_path / "EE2018" / "root.crt.pem").read_bytes())
+        ca = x509.load_pem_x509_certificate((tmp_path / "EE2018" / "ca.crt.pem").read_bytes())
+        assert cert.issuer == ca.subject and ca.issuer == root.subject
+    finally:
+        process.terminate()
+        process.wait(15)
+        wait_for_card(READER_0, present=False, timeout=10)

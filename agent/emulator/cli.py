@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from agent.emulator.base import VirtualCard
 from agent.emulator.beid import PROFILES, BeidCard
 from agent.emulator.pki import DEFAULT_OCSP_URL, Holder, TestPki, make_card_data
 from agent.emulator.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdCard
@@ -23,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--card", choices=OTHER_CARDS, default=None,
+                        help="serve another country's card instead of BELPIC: "
+                             "EE/EE-X (IDEMIA 2018), EE2025, LV-RSA/LV-EC, FI3, FI4 "
+                             "(PINs 1234 / 12345 or 123456 / PUK 12345678)")
     parser.add_argument("--applet", choices=sorted(PROFILES), default="1.8",
                         help="BELPIC applet version (1.8: ECDSA P-384, 1.7: RSA-2048)")
     parser.add_argument("--data-dir", type=Path, required=True,
@@ -52,12 +57,36 @@ def load_holder(path: Path | None, pin: str | None = None) -> Holder:
     return Holder.from_json(values)
 
 
+OTHER_CARDS = ("EE", "EE-X", "EE2025", "LV-RSA", "LV-EC", "FI3", "FI4")
+
+
+def other_card(name: str, data_dir: Path, pin: str | None) -> VirtualCard:
+    """A virtual Estonian, Latvian or Finnish card; its test CA is kept in
+    ``<data-dir>/<PKI profile>/`` (``root.crt.pem`` is what a portal trusts)."""
+    from agent.emulator import idemia, thales
+    from agent.emulator.pki_other import load_or_make_pki
+
+    pki_key = {"EE": "EE2018", "EE-X": "EE2018"}.get(name, name)
+    pki = load_or_make_pki(pki_key, data_dir / pki_key)
+    extra = {"pin1": pin} if pin else {}
+    if name in ("EE2025", "FI3", "FI4"):
+        return thales.make_card(pki, name, **extra)
+    profile = {"LV-RSA": "LV", "LV-EC": "LV-X"}.get(name, name)
+    return idemia.make_card(pki, profile, **extra)
+
+
 def run(args: argparse.Namespace) -> int:
     holder = load_holder(args.holder_json, args.pin)
-    pki = TestPki.load_or_create(args.data_dir, ocsp_url=args.ocsp_url)
-    card = BeidCard(args.applet, make_card_data(pki, holder, args.applet, rrn=args.rrn))
+    card: VirtualCard
+    if args.card:
+        card = other_card(args.card, args.data_dir, args.pin)
+        label = f"{args.card} card"
+    else:
+        pki = TestPki.load_or_create(args.data_dir, ocsp_url=args.ocsp_url)
+        card = BeidCard(args.applet, make_card_data(pki, holder, args.applet, rrn=args.rrn))
+        label = f"BELPIC {args.applet} card for {holder.given_names} {holder.surname}"
     served = VpcdCard(card, host=args.host, port=args.port, latency=args.latency)
-    served.fault_hook = card.faults.vpcd_hook
+    served.fault_hook = card.faults.vpcd_hook  # type: ignore[attr-defined]
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -66,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         served.insert()
-        print(f"virtual BELPIC {args.applet} card for {holder.given_names} {holder.surname} "
-              f"inserted at {args.host}:{args.port}; Ctrl-C to remove",
+        print(f"virtual {label} inserted at {args.host}:{args.port}; Ctrl-C to remove",
               flush=True)
         stop.wait(args.remove_after)
     finally:

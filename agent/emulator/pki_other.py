@@ -19,8 +19,8 @@ advises.
 * ``FI4``: ``DVV TEST Certificates - G5E``; P-384 (auth KU digitalSignature,
   keyAgreement; no EKU); policy ``1.2.246.517.99.10.352.1``.
 
-Nothing is persisted: :func:`make_pki` builds a CA pair in memory, :meth:`OtherPki.issue`
-the holder's two key pairs and certificates.
+:func:`make_pki` builds a CA pair in memory (:func:`load_or_make_pki` keeps it in a
+folder), :meth:`OtherPki.issue` the holder's two key pairs and certificates (never saved).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import datetime as dt
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 from cryptography import x509
@@ -39,7 +40,8 @@ from agent.emulator.pki import Issued, _builder, _key_usage, _name, _sign
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PKI_PROFILES", "Person", "PkiProfile", "OtherPki", "HolderKeys", "document_number", "make_pki"]
+__all__ = ["PKI_PROFILES", "Person", "PkiProfile", "OtherPki", "HolderKeys", "document_number",
+           "load_or_make_pki", "make_pki"]
 
 OID_QC_STATEMENTS: Final = ObjectIdentifier("1.3.6.1.5.5.7.1.3")
 QC_STATEMENTS_DER: Final = bytes.fromhex("3014" "3008060604008E460101" "3008060604008E460104")
@@ -257,6 +259,18 @@ def _ca_name(profile: PkiProfile, cn: str) -> x509.Name:
         (OID_ORGANIZATION_IDENTIFIER, profile.organization_identifier),
         (NameOID.COMMON_NAME, cn),
     )
+
+
+def load_or_make_pki(key: str, folder: Path) -> OtherPki:
+    """The CA pair for ``key`` from ``folder`` (``root``/``ca`` ``.{crt,key}.pem``), made
+    and saved there when missing, so that a portal can trust the same root across runs."""
+    folder = Path(folder)
+    if Issued.exists(folder, "root") and Issued.exists(folder, "ca"):
+        return OtherPki(PKI_PROFILES[key], Issued.load(folder, "root"), Issued.load(folder, "ca"))
+    pki = make_pki(key)
+    pki.root.save(folder, "root")
+    pki.ca.save(folder, "ca")
+    return pki
 
 
 def make_pki(key: str) -> OtherPki:
