@@ -29,6 +29,8 @@ from agent.cards.base import PinInfo  # noqa: E402
 from agent.errors import UserCancelledError, UserTimeoutError  # noqa: E402
 from agent.interaction import (  # noqa: E402
     CardChoice,
+    CardWaitReason,
+    CardWaitRequest,
     ChoiceRequest,
     ConsentDecision,
     ConsentKind,
@@ -271,6 +273,21 @@ def test_pinpad_notice_cancel_button_has_focus(show) -> None:
     assert shown.replies == [{"result": "cancel"}]
 
 
+@pytest.mark.parametrize(
+    "reason, holder, text",
+    [("no-reader", None, "Connect your card reader."),
+     ("wrong-card", "Alice Specimen", "Insert the ID card of Alice Specimen."),
+     ("wrong-card", None, "Insert the ID card you used before.")],
+)
+def test_card_wait_notice_says_what_to_do(show, reason: str, holder: str | None,
+                                          text: str) -> None:
+    shown = show(request_for("card-wait", reason=reason, holder=holder))
+    assert shown.dialog.prompt.text() == text
+    assert QApplication.focusWidget() is shown.dialog.cancel_button
+    QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Escape)
+    assert shown.replies == [{"result": "cancel"}]
+
+
 def test_dialog_countdown_times_out(show) -> None:
     shown = show(request_for("consent-site", timeout=1))
     for _ in range(100):
@@ -479,6 +496,7 @@ def test_reply_mapping() -> None:
             ({"result": "ok", "pin": "1234", "newPin": "5678"},
              lambda ui: ui.ask_pin_change(pin_request()), ("1234", "5678")),
             ({"result": "cancel"}, lambda ui: _pinpad(ui), UserCancelledError),
+            ({"result": "cancel"}, lambda ui: _card_wait(ui), UserCancelledError),
         ]
         for reply, call, expected in cases:
             ui = answering(reply)
@@ -492,6 +510,13 @@ def test_reply_mapping() -> None:
                 await ui.aclose()
 
     asyncio.run(scenario())
+
+
+async def _card_wait(ui: DialogInteraction) -> None:
+    """The user's Cancel on "insert your card" ends the core's wait."""
+    request = CardWaitRequest(ORIGIN, Operation.SIGN, CardWaitReason.NO_CARD, timeout=30)
+    async with ui.card_notice(request):
+        await asyncio.sleep(30)
 
 
 async def _pinpad(ui: DialogInteraction) -> None:

@@ -25,6 +25,8 @@ from agent.cards.base import PinInfo
 from agent.errors import UserCancelledError
 from agent.interaction import (
     CardChoice,
+    CardWaitReason,
+    CardWaitRequest,
     ChoiceRequest,
     ConsentDecision,
     ConsentKind,
@@ -241,7 +243,13 @@ def dialog_calls(ui: DialogInteraction) -> dict[str, Callable[[], Awaitable[Any]
         async with ui.pinpad_notice(pin_request()):
             await asyncio.sleep(3600)
 
+    async def card_wait() -> None:
+        request = CardWaitRequest(ORIGIN, Operation.AUTHENTICATE, CardWaitReason.NO_CARD)
+        async with ui.card_notice(request):
+            await asyncio.sleep(3600)
+
     return {
+        "card-wait": card_wait,
         "pin": lambda: ui.ask_pin(pin_request(tries=3)),
         "pin-last-try": lambda: ui.ask_pin(pin_request(tries=1, operation=Operation.SIGN)),
         "pin-change": lambda: ui.ask_pin_change(pin_request(operation=Operation.CHANGE_PIN)),
@@ -270,7 +278,7 @@ def test_screenshots_of_every_dialog(display: str, tmp_path: Path, lang: str) ->
             await visible_window(s.display, s.ui, present=False)
 
     run(display, tmp_path, body, lang)
-    assert len(saved) == 7
+    assert len(saved) == 8
     for path in saved:
         with Image.open(path) as image:
             assert image.width > 200 and image.height > 100

@@ -20,6 +20,7 @@ from typing import TextIO
 
 from agent.errors import NotSupportedError
 from agent.interaction import (
+    CardWaitRequest,
     ChoiceRequest,
     ConsentDecision,
     ConsentRequest,
@@ -70,6 +71,11 @@ class NoUserInterface:
         raise NotSupportedError(self.message)
 
     def pinpad_notice(self, request: PinRequest) -> contextlib.AbstractAsyncContextManager[None]:
+        return no_notice(request)
+
+    def card_notice(
+        self, request: CardWaitRequest
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         return no_notice(request)
 
     async def ask_consent(self, request: ConsentRequest) -> ConsentDecision:

@@ -336,7 +336,7 @@ class TrayApp:
             # pystray's gtk backend fails in its clean-up when no notification daemon runs
             logger.warning("the tray backend failed while closing", exc_info=True)
         finally:
-            if self._unsubscribe:
+            if self._unsubscribe is not None:
                 self._unsubscribe()
 
     def _setup(self, icon: Any) -> None:

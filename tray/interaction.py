@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from agent.errors import AgentError, UserCancelledError, UserTimeoutError
 from agent.interaction import (
+    CardWaitRequest,
     ChoiceRequest,
     ConsentDecision,
     ConsentKind,
@@ -119,15 +120,34 @@ class DialogInteraction:
         reply = await self._ask("pin-change", _pin_payload(request), request)
         return _check_digits(reply.get("pin")), _check_digits(reply.get("newPin"))
 
-    @contextlib.asynccontextmanager
-    async def pinpad_notice(self, request: PinRequest) -> AsyncIterator[None]:
-        """Show the PIN-pad notice while the block runs.
+    def pinpad_notice(self, request: PinRequest) -> contextlib.AbstractAsyncContextManager[None]:
+        """Show "enter your PIN on the reader" while the block runs.
 
         The user's Cancel on the notice cancels the block (raised as UserCancelledError);
         the reader itself may keep waiting until its own timeout.
         """
+        return self._notice("pinpad", _pin_payload(request), request)
+
+    def card_notice(
+        self, request: CardWaitRequest
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Show "insert your ID card" while the core waits; Cancel cancels the wait."""
+        payload = {
+            "origin": request.origin,
+            "operation": request.operation.value,
+            "reason": request.reason.value,
+            "holder": request.holder,
+            "timeout": request.timeout,
+        }
+        return self._notice("card-wait", payload, request)
+
+    @contextlib.asynccontextmanager
+    async def _notice(
+        self, kind: str, payload: dict[str, Any], request: object
+    ) -> AsyncIterator[None]:
+        """A dialog shown while the block runs; the user's Cancel cancels the block."""
         task = asyncio.current_task()
-        request_id, future = await self._open("pinpad", _pin_payload(request), request)
+        request_id, future = await self._open(kind, payload, request)
         cancelled_by_user = False
 
         def on_reply(done: asyncio.Future[dict[str, Any]]) -> None:
@@ -142,7 +162,7 @@ class DialogInteraction:
             yield
         except asyncio.CancelledError:
             if cancelled_by_user and task is not None and task.uncancel() == 0:
-                raise UserCancelledError("cancelled on the PIN-pad notice") from None
+                raise UserCancelledError(f"cancelled on the {kind} notice") from None
             raise
         finally:
             future.remove_done_callback(on_reply)

@@ -9,6 +9,8 @@ one JSON reply per line on stdout; closing stdin ends it. Requests carry an ``id
 - ``pin-change``: same fields -> ``{"result": "ok", "pin": old, "newPin": new}``
 - ``pinpad``: a notice ("enter your PIN on the reader") with a countdown; it stays until a
   ``cancel`` message closes it, or the user presses Cancel (``{"result": "cancel"}``).
+- ``card-wait``: ``origin, operation, reason (no-reader | no-card | unrecognised |
+  wrong-card), holder`` - "insert your ID card" with a countdown; closed like ``pinpad``.
 - ``consent-site``: ``origin`` -> ``{"result": "ok", "decision": "allow-once" |
   "allow-always" | "deny"}``
 - ``consent-identity``: ``origin, holder`` -> ``{"result": "ok", "decision": "allow-once" | "deny"}``
@@ -23,6 +25,14 @@ The PIN travels only in the reply line on stdout; nothing is ever logged about i
 
 from __future__ import annotations
 
-REQUEST_TYPES = ("pin", "pin-change", "pinpad", "consent-site", "consent-identity", "choose-card")
+REQUEST_TYPES = (
+    "pin",
+    "pin-change",
+    "pinpad",
+    "card-wait",
+    "consent-site",
+    "consent-identity",
+    "choose-card",
+)
 
 __all__ = ["REQUEST_TYPES"]

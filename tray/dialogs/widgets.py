@@ -443,6 +443,47 @@ class PinPadDialog(PinBase):
         return [self.cancel_button]
 
 
+WAIT_TEXTS = {
+    "no-reader": N_("Connect your card reader."),
+    "no-card": N_("Insert your ID card."),
+    "unrecognised": N_("This card was not recognised. Insert your ID card."),
+    "wrong-card": N_("Insert the ID card you used before."),
+}
+
+
+class CardWaitDialog(TrustedDialog):
+    """"Insert your ID card" while the core waits for a card; closed by the agent."""
+
+    title_text = N_("Insert your ID card")
+
+    def __init__(self, request: dict[str, Any], parent: QWidget | None = None) -> None:
+        super().__init__(request, parent)
+        reason = _str(request, "reason", "no-card") or "no-card"
+        if reason not in WAIT_TEXTS:
+            raise RequestError(f"unknown reason {reason!r}")
+        holder = _str(request, "holder")
+        if reason == "wrong-card" and holder:
+            text = self._("Insert the ID card of %(holder)s.") % {"holder": holder}
+        else:
+            text = self._(WAIT_TEXTS[reason])
+        self.add_row(self._("Action:"), self.operation_text())
+        self.prompt = _label(
+            text,
+            description=self._("%(action)s on %(origin)s.")
+            % {"action": self.operation_text(), "origin": self.origin},
+        )
+        self.prompt.setFont(_scaled_font(self.font(), 1.1, bold=True))
+        self.body.addWidget(self.prompt)
+        self.cancel_button = self.add_button(
+            self._("Cancel"), self._("Stop waiting for the card."), self.reject
+        )
+        self.cancel_button.setDefault(True)
+        self.cancel_button.setFocus()
+
+    def focus_chain(self) -> list[QWidget]:
+        return [self.cancel_button]
+
+
 class SiteConsentDialog(TrustedDialog):
     title_text = N_("Allow this website?")
 
@@ -570,6 +611,7 @@ DIALOGS: dict[str, type[TrustedDialog]] = {
     "pin": PinDialog,
     "pin-change": PinChangeDialog,
     "pinpad": PinPadDialog,
+    "card-wait": CardWaitDialog,
     "consent-site": SiteConsentDialog,
     "consent-identity": IdentityConsentDialog,
     "choose-card": ChooseCardDialog,
