@@ -437,9 +437,9 @@ class Bench:
             f"With {tag}, the agent's authenticate spends {auth.apdus} × {tag} = "
             f"{auth.apdus * REAL_CARD_LATENCY * 1000:.0f} ms waiting for the card and about "
             f"{overhead * 1000:.0f} ms elsewhere (pcscd, WebSocket, core, crypto).")
-        self.notes.append(
-            "Agent warm authenticate APDUs (INS): "
-            + " ".join(f"{c[1]:02X}" for c in auth_cmds) + ".")
+        for name, commands in (("authenticate", auth_cmds), ("sign", sign_cmds)):
+            self.notes.append(f"Agent warm {name} on 1.8, command headers: "
+                              + " ".join(c[:4].hex().upper() for c in commands) + ".")
 
     async def run(self) -> None:
         self.pcscd.start()
