@@ -339,8 +339,6 @@ def test_user_timeout(data18: Any) -> None:
                 service, interaction, _):
             with pytest.raises(UserTimeoutError):
                 await service.open_client(ORIGIN).authenticate(NONCE, timeout=0.2)
-            assert [(r.request.reason.value, r.outcome) for r in interaction.records] == [
-                ("no-card", "shown"), ("no-card", "closed")]
             assert interaction.kinds("cancelled") == ["pin"]
             assert interaction.records[0].request.timeout == pytest.approx(0.2)
 
