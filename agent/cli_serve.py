@@ -21,43 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.errors import UserCancelledError
-from agent.interaction import (
-    ChoiceRequest,
-    ConsentDecision,
-    ConsentRequest,
-    PinRequest,
-    UserInteraction,
-    no_notice,
-)
+from agent.interaction import UserInteraction
 
 logger = logging.getLogger(__name__)
 
 INTERACTIONS = ("auto", "dialogs", "console", "scripted", "none")
-
-
-class NoInteraction:
-    """For a headless agent with no terminal: every prompt fails with a clear error."""
-
-    REASON = (
-        "the agent runs without a display or terminal, so it cannot ask for the PIN; "
-        "use a PIN-pad reader or start the agent in a desktop session"
-    )
-
-    async def ask_pin(self, request: PinRequest) -> str:
-        raise UserCancelledError(self.REASON)
-
-    async def ask_pin_change(self, request: PinRequest) -> tuple[str, str]:
-        raise UserCancelledError(self.REASON)
-
-    def pinpad_notice(self, request: PinRequest) -> contextlib.AbstractAsyncContextManager[None]:
-        return no_notice(request)
-
-    async def ask_consent(self, request: ConsentRequest) -> ConsentDecision:
-        raise UserCancelledError(self.REASON)
-
-    async def choose_card(self, request: ChoiceRequest) -> int:
-        raise UserCancelledError(self.REASON)
 
 
 def has_display() -> bool:
@@ -66,7 +34,7 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def make_interaction(kind: str, script: Path | None = None) -> UserInteraction:
+def make_interaction(kind: str, script: Path | None = None, log_dir: Path | None = None) -> UserInteraction:
     """The provider for ``--interaction``; ``auto``: dialogs, else console, else none."""
     if kind == "scripted":
         from agent.interaction_scripted import ScriptedInteraction
@@ -74,24 +42,26 @@ def make_interaction(kind: str, script: Path | None = None) -> UserInteraction:
         if script is None:
             raise SystemExit("--interaction scripted needs --script FILE")
         return ScriptedInteraction(script)
-    if kind in ("auto", "dialogs") and has_display():
-        try:
-            from tray.interaction import DialogInteraction
+    if kind == "none":
+        from tray.headless import NoUserInterface
 
-            return DialogInteraction()
-        except ImportError as exc:
-            if kind == "dialogs":
-                raise SystemExit(f"the dialogs cannot start: {exc}") from exc
-            logger.warning("no dialogs (%s); falling back to the console", exc)
-    elif kind == "dialogs":
-        raise SystemExit("--interaction dialogs needs a display")
-    if kind in ("auto", "console") and sys.stdin is not None and sys.stdin.isatty():
+        return NoUserInterface()
+    if kind == "console":
+        if sys.stdin is None or not sys.stdin.isatty():
+            raise SystemExit("--interaction console needs a terminal")
         from agent.interaction_console import ConsoleInteraction
 
         return ConsoleInteraction()
-    if kind == "console":
-        raise SystemExit("--interaction console needs a terminal")
-    return NoInteraction()
+    dialog_log = log_dir / "dialogs.log" if log_dir else None
+    if kind == "dialogs":
+        if not has_display():
+            raise SystemExit("--interaction dialogs needs a display")
+        from tray.interaction import DialogInteraction
+
+        return DialogInteraction(stderr_path=dialog_log)
+    from tray.headless import choose_interaction
+
+    return choose_interaction(dialog_log=dialog_log)
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -160,11 +130,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = build_config(args)
     if args.log_file:
         _log_to_file(config)
-    interaction = make_interaction(args.interaction, args.script)
-    use_tray = not args.no_tray and has_display()
+    interaction = make_interaction(args.interaction, args.script, config.log_dir)
+    use_tray = not args.no_tray and has_display() and _session_bus()
     if not use_tray:
         return _serve_in_foreground(config, interaction)
     return _serve_with_tray(config, interaction)
+
+
+def _session_bus() -> bool:
+    """pystray's Linux backends need a D-Bus session bus; without one, serve headless."""
+    if not sys.platform.startswith("linux") or os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return True
+    logger.warning("no D-Bus session bus: no tray icon (the agent serves all the same)")
+    return False
 
 
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
