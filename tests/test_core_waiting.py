@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+from websockets.typing import Origin
 
 from agent.emulator.backend import VirtualBackend
 from agent.emulator.beid import BeidCard
@@ -31,7 +32,7 @@ from agent.errors import (
     UserCancelledError,
     UserTimeoutError,
 )
-from agent.interaction import CardWaitReason, CardWaitRequest, Operation
+from agent.interaction import CardWaitReason, CardWaitRequest, Operation, PinRequest
 from agent.interaction_scripted import HANG, ScriptedInteraction
 from agent.policy import MachinePolicy
 from agent.validator import AuthTokenValidator
@@ -70,7 +71,10 @@ def notices(interaction: ScriptedInteraction) -> list[tuple[str, str]]:
     ]
 
 
-OnRequest = Callable[[str, Any], None]
+def last_pin(interaction: ScriptedInteraction) -> PinRequest:
+    request = interaction.records[-1].request
+    assert isinstance(request, PinRequest)
+    return request
 
 
 class Stage:
@@ -140,7 +144,7 @@ def test_every_card_operation_waits(data18: Any) -> None:
             status = await session.pin_status()
             assert status["pins"][0]["triesLeft"] == 3
             assert [r.request.operation for r in interaction.records
-                    if r.kind == "card-notice" and r.outcome == "shown"] == [
+                    if isinstance(r.request, CardWaitRequest) and r.outcome == "shown"] == [
                 Operation.GET_CERTIFICATE, Operation.READ_IDENTITY, Operation.CHANGE_PIN]
             assert interaction.open_card_notices() == 0
 
@@ -203,7 +207,7 @@ def test_unrecognised_card_is_waited_past(data18: Any) -> None:
             token = await service.open_client(ORIGIN).authenticate(NONCE)
             verify_token(token, ORIGIN, NONCE)
             assert notices(interaction) == [("unrecognised", "shown"), ("unrecognised", "closed")]
-            assert interaction.records[-1].request.reader == READER_B  # no card choice asked
+            assert last_pin(interaction).reader == READER_B  # no card choice was asked
 
     run(scenario())
 
@@ -231,7 +235,7 @@ def test_sign_waits_for_the_card_holding_the_certificate(
             assert wait.reason is CardWaitReason.WRONG_CARD and wait.operation is Operation.SIGN
             assert wait.holder == f"{Holder().given_names} {Holder().surname}"
             assert wait.lang == "nl"
-            pin = interaction.records[-1].request
+            pin = last_pin(interaction)
             assert pin.reader == READER_B and pin.lang == "nl"
             return result
 
@@ -377,7 +381,7 @@ def test_agent_waits_for_the_card_on_pcscd(pki: TestPki, pcscd: Any, vpcd: Any,
     with AgentProcess(pcscd, tmp_path, {"pins": [PIN]}, allow_origins=(PORTAL,)) as agent:
 
         async def go() -> dict[str, Any]:
-            async with websockets.connect(agent.url, origin=PORTAL) as ws:
+            async with websockets.connect(agent.url, origin=Origin(PORTAL)) as ws:
                 await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "authenticate",
                                           "params": {"challengeNonce": nonce}}))
                 for _ in range(600):

@@ -422,10 +422,10 @@ class AgentService:
             )
         if not readers:
             state_ = AgentState.NO_READER
+        elif not any(r.card_present for r in readers):
+            state_ = AgentState.NO_CARD  # also while a request waits for the card
         elif self._active_operations > 0:
             state_ = AgentState.BUSY
-        elif not any(r.card_present for r in readers):
-            state_ = AgentState.NO_CARD
         else:
             state_ = AgentState.READY
         return Snapshot(
