@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from websockets.typing import Origin
 
+from agent.core import AgentService
 from agent.emulator.backend import VirtualBackend
 from agent.emulator.beid import BeidCard
 from agent.emulator.pki import Holder, TestPki, make_card_data
@@ -43,6 +45,7 @@ from tests.core_support import (
     ORIGIN,
     READER_A,
     READER_B,
+    make_config,
     run,
     running_core,
     verify_token,
@@ -190,6 +193,49 @@ def test_disconnect_while_waiting_closes_the_notice(data18: Any) -> None:
             await core_support.settle(service)
             assert pin_verifies(card) == 0 and interaction.kinds() == [
                 "card-notice", "card-notice"]
+
+    run(scenario())
+
+
+class CancellingInteraction(ScriptedInteraction):
+    """The user presses Cancel on the card notice, the way tray.interaction does it:
+    the notice cancels the waiting task and raises UserCancelledError from its exit."""
+
+    @contextlib.asynccontextmanager
+    async def card_notice(self, request: CardWaitRequest) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        async with super().card_notice(request):
+            press = asyncio.get_running_loop().call_soon(task.cancel)
+            try:
+                yield
+            except asyncio.CancelledError:
+                if task.uncancel() == 0:
+                    raise UserCancelledError("cancelled on the card notice") from None
+                raise
+            finally:
+                press.cancel()
+
+
+@pytest.mark.usefixtures("user_env")
+def test_cancel_on_the_card_notice_ends_the_request(data18: Any) -> None:
+    backend = VirtualBackend()
+    backend.add_reader(READER_A).result()
+
+    async def scenario() -> None:
+        interaction = CancellingInteraction({})
+        service = AgentService(backend, interaction, config=make_config(policy=POLICY))
+        await service.start()
+        try:
+            session = service.open_client(ORIGIN)
+            with pytest.raises(UserCancelledError):
+                await session.authenticate(NONCE)
+            assert notices(interaction) == [("no-card", "shown"), ("no-card", "closed")]
+            # The connection is still usable: the next request waits afresh.
+            with pytest.raises(UserCancelledError):
+                await session.get_signing_certificate()
+        finally:
+            await service.stop()
 
     run(scenario())
 
