@@ -90,6 +90,7 @@ function renderMessage() {
   box.hidden = !message;
   if (!message) return;
   box.dataset.code = message.code ?? "";
+  box.dataset.key = message.parts[0]?.[0] ?? "";
   box.className = message.kind ?? "error";
   box.textContent = message.parts.map(([key, vars]) => t(page.lang, key, vars)).join(" ");
 }
@@ -107,11 +108,31 @@ async function explain(error) {
   }
   const key = AGENT_ERRORS[error?.code] ?? "errUnexpected";
   const parts = [[key, { n: error?.triesLeft ?? error?.data?.triesLeft, message: String(error?.message ?? error) }]];
+  if (error?.code === eid.ErrorCode.ERR_EID_CARD_ERROR && await cardGone()) {
+    return { code: error.code, parts: [["errCardRemoved", {}]] };
+  }
   if (error?.code === eid.ErrorCode.ERR_WEBEID_USER_CANCELLED) {
     const left = await pinTriesLeft();
     if (left !== null) parts.push(["errPinTriesLeft", { n: left }]);
   }
   return { code: error?.code ?? "unexpected", parts };
+}
+
+/**
+ * After a card communication error: was the card pulled out? (The reader may need a moment
+ * to notice, so look a few times.)
+ */
+async function cardGone() {
+  for (let attempt = 0; attempt < 8; attempt += 1) {
+    try {
+      const status = await eid.status();
+      if (!(status.readers ?? []).some((reader) => reader.cardPresent)) return true;
+    } catch {
+      return false;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return false;
 }
 
 /** Tries left when fewer than the maximum (a wrong PIN before the cancel), else null. */

@@ -1,0 +1,370 @@
+"""The reference portal in Debian's Chromium (headless, Playwright) against the real agent
+(``python -m agent serve``) on the private pcscd + vpcd with the virtual Belgian eID.
+
+The user at the agent's side is scripted (``--interaction scripted``): the only fake part.
+Screenshots of every step go to ``artifacts/portal/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.emulator.beid import BeidCard
+from agent.emulator.pcscd import PrivatePcscd
+from agent.emulator.pki import Holder, TestPki, make_card_data
+from agent.emulator.vpcd import REMOVE
+from examples.portal import AdjustableClock, PortalApp
+from examples.portal.server import create_server
+from tests.agent_process import AgentProcess, free_port
+
+pytestmark = [pytest.mark.pcsc, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "portal"
+PIN = "1234"
+WAIT = 60_000  # ms: generous, the machine is shared
+INS_VERIFY = 0x20
+
+
+def _browser_available() -> str | None:
+    if not os.path.exists(CHROMIUM):
+        return f"{CHROMIUM} not installed"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "python playwright not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return TestPki.load_or_create(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    why = _browser_available()
+    if why:
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@dataclass
+class Portal:
+    app: PortalApp
+    clock: AdjustableClock
+
+    @property
+    def origin(self) -> str:
+        return self.app.site_origin
+
+
+@pytest.fixture
+def portal(pki: TestPki, tmp_path: Path) -> Iterator[Portal]:
+    """The portal server in this process (test mode: its clock can be moved)."""
+    clock = AdjustableClock()
+
+    def make_app(origins: list[str]) -> PortalApp:
+        return PortalApp(tmp_path / "accounts.sqlite", origins[0], pki.trust_anchors,
+                         intermediates=pki.intermediates, clock=clock, test_mode=True,
+                         agent_url=f"ws://127.0.0.1:{free_port()}")
+
+    httpd = create_server("127.0.0.1", 0, make_app)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Portal(httpd.app, clock)  # type: ignore[attr-defined]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+AgentFactory = Callable[..., AgentProcess]
+
+
+@pytest.fixture
+def agent(pcscd: PrivatePcscd, portal: Portal, tmp_path: Path) -> Iterator[AgentFactory]:
+    """Start ``python -m agent serve`` with a script; the portal's origin is pre-approved."""
+    started: list[AgentProcess] = []
+
+    def start(script: dict[str, Any], **kwargs: Any) -> AgentProcess:
+        home = tmp_path / f"agent-home-{len(started)}"
+        home.mkdir()
+        process = AgentProcess(pcscd, home, script, allow_origins=(portal.origin,), **kwargs)
+        started.append(process)
+        portal.app.agent_url = process.url
+        return process
+
+    yield start
+    for process in started:
+        output = process.stop()
+        print(f"--- agent output ---\n{output[-60000:]}")  # shown when the test fails
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(locale="en-GB", viewport={"width": 900, "height": 1000})
+    context.set_default_timeout(WAIT)
+    tab = context.new_page()
+    messages: list[str] = []
+    tab.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
+    tab.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+    yield tab
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        print("browser console:\n" + "\n".join(messages))
+    context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def insert(vpcd: Any, pki: TestPki, applet: str = "1.8") -> Any:
+    return vpcd(BeidCard(applet, make_card_data(pki, Holder(pin=PIN), applet)))
+
+
+def expect_step(page: Any, step: str) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator(f"#step-{step}")).to_be_visible(timeout=WAIT)
+
+
+def expect_message(page: Any, code: str, text: str | re.Pattern[str]) -> None:
+    from playwright.sync_api import expect
+
+    message = page.locator("#message")
+    expect(message).to_have_attribute("data-code", code, timeout=WAIT)
+    expect(message).to_contain_text(text)
+
+
+def open_landing(page: Any, portal: Portal) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(portal.origin + "/")
+    expect(page.locator("#agent-line")).to_have_attribute("data-state", "running", timeout=WAIT)
+    expect(page.locator("#readers li[data-state=card]")).to_have_count(1, timeout=WAIT)
+    expect_step(page, "login")
+
+
+def log_in(page: Any) -> None:
+    page.click("#login")
+    expect_step(page, "details")
+
+
+def fill_details(page: Any) -> None:
+    page.fill("#field-email", "alice@example.be")
+    page.fill("#field-phone", "+32 470 12 34 56")
+    page.click("#details-submit")
+    expect_step(page, "code")
+
+
+def phone_code(page: Any, portal: Portal, new: bool = False) -> str:
+    """Read the code from the simulated phone app (another tab of the same browser)."""
+    from playwright.sync_api import expect
+
+    phone = page.context.new_page()
+    phone.goto(portal.origin + "/phone")
+    code = phone.locator("#phone-code")
+    if new:
+        expect(phone.locator("#phone-new")).to_be_visible()
+        expect(phone.locator("#phone-none")).to_be_visible()  # the old code is dead
+        shot(phone, "phone-no-code")
+        phone.click("#phone-new")
+    expect(code).to_have_attribute("data-code", re.compile(r"^\d{6}$"))
+    value = code.get_attribute("data-code") or ""
+    shot(phone, "phone")
+    phone.close()
+    return value
+
+
+def enter_code(page: Any, code: str) -> None:
+    page.fill("#field-code", code)
+    page.click("#code-submit")
+
+
+# --- the whole registration -------------------------------------------------------------------
+
+@pytest.mark.parametrize("applet", ["1.8", "1.7"])
+def test_full_registration(applet: str, pki: TestPki, vpcd: Any, portal: Portal,
+                           agent: AgentFactory, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    insert(vpcd, pki, applet)
+    process = agent({"pins": [PIN, PIN], "consents": ["allow-once"]})
+    prefix = f"{applet}-"
+    open_landing(page, portal)
+    shot(page, prefix + "1-landing")
+
+    log_in(page)
+    holder = Holder()
+    expect(page.locator("#user-name")).to_have_text(f"{holder.given_names} {holder.surname}")
+    expect(page.locator("#field-name")).to_have_value(f"{holder.given_names} {holder.surname}")
+    expect(page.locator("#field-birthDate")).to_have_value(holder.birth_date.isoformat())
+    page.fill("#field-name", "")
+    page.fill("#field-birthDate", "")
+    page.click("#read-identity")  # identity file, after the agent's consent prompt
+    expect_message(page, "identity-read", "read from your ID card")
+    expect(page.locator("#field-name")).to_have_value(re.compile(rf"^{holder.given_names}.*{holder.surname}$"))
+    expect(page.locator("#field-birthDate")).to_have_value(holder.birth_date.isoformat())
+    shot(page, prefix + "2-details")
+
+    fill_details(page)
+    shot(page, prefix + "3-code")
+    enter_code(page, phone_code(page, portal))
+    expect_step(page, "sign")
+    shot(page, prefix + "4-sign")
+
+    page.click("#sign")
+    expect_step(page, "done")
+    expect(page.locator("#account")).to_contain_text("alice@example.be")
+    shot(page, prefix + "5-done")
+
+    account = portal.app.accounts.get(holder.national_number)
+    assert account is not None
+    assert account.email == "alice@example.be" and account.phone == "+32 470 12 34 56"
+    assert account.hash_function == ("SHA-384" if applet == "1.8" else "SHA-256") or \
+        account.hash_function in ("SHA-384", "SHA-256")
+    assert '"registrationId"' in account.summary
+    output = process.stop()
+    assert PIN not in output.replace(f"PIN {PIN}", "")  # never logged
+
+
+def test_language_switch_and_accept_language(pki: TestPki, portal: Portal, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(locale="nl-BE")
+    try:
+        tab = context.new_page()
+        tab.goto(portal.origin + "/")
+        expect(tab.locator("#login")).to_have_text("Aanmelden met eID", timeout=WAIT)
+        # No agent on the configured port: the landing page says how to get one.
+        expect(tab.locator("#agent-line")).to_have_attribute("data-state", "missing", timeout=WAIT)
+        expect(tab.locator("#agent-help")).to_be_visible()
+        expect(tab.locator("#agent-line")).to_contain_text("draait niet")
+        tab.click("[data-lang=en]")
+        expect(tab.locator("#login")).to_have_text("Log in with ID card")
+        expect(tab.locator("#agent-line")).to_contain_text("not running")
+        shot(tab, "no-agent")
+        tab.reload()
+        expect(tab.locator("#login")).to_have_text("Log in with ID card", timeout=WAIT)
+    finally:
+        context.close()
+
+
+# --- failure paths ------------------------------------------------------------------------------
+
+def test_pin_cancelled(pki: TestPki, vpcd: Any, portal: Portal, agent: AgentFactory,
+                       page: Any) -> None:
+    insert(vpcd, pki)
+    agent({"pins": [{"cancel": True}, PIN]})
+    open_landing(page, portal)
+    page.click("#login")
+    expect_message(page, "ERR_WEBEID_USER_CANCELLED", "You cancelled the PIN entry")
+    expect_step(page, "login")
+    shot(page, "error-pin-cancelled")
+    log_in(page)  # and it works on the next try
+
+
+def test_wrong_pin_shows_tries_left(pki: TestPki, vpcd: Any, portal: Portal,
+                                    agent: AgentFactory, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    insert(vpcd, pki)
+    # A wrong PIN; the agent asks again (showing the tries left) and the user gives up.
+    process = agent({"pins": ["0000", {"cancel": True}, PIN]})
+    open_landing(page, portal)
+    page.click("#login")
+    expect_message(page, "ERR_WEBEID_USER_CANCELLED", "2 PIN tries left")
+    expect_step(page, "login")
+    shot(page, "error-wrong-pin")
+    log_in(page)
+    expect(page.locator("#message")).to_be_hidden()
+    assert not re.search(r"SEND 0020000108[0-9a-f]", process.stop())  # PIN blocks redacted
+
+
+def test_card_removed_during_login(pki: TestPki, vpcd: Any, portal: Portal,
+                                   agent: AgentFactory, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    served = insert(vpcd, pki)
+    agent({"pins": [PIN]})
+    open_landing(page, portal)
+    # Pulled out right after the user typed the PIN (the VERIFY that carries a PIN block).
+    served.fault_hook = lambda apdu: REMOVE if len(apdu) > 5 and apdu[1] == INS_VERIFY else None
+    page.click("#login")
+    # The agent says ERR_EID_CARD_REMOVED, or (vpcd drops the card in the middle of an APDU)
+    # ERR_EID_CARD_ERROR, after which the page sees that the card is gone.
+    expect(page.locator("#message")).to_have_attribute("data-key", "errCardRemoved", timeout=WAIT)
+    expect(page.locator("#message")).to_contain_text("The ID card was removed")
+    expect_step(page, "login")
+    expect(page.locator("#readers li[data-state=card]")).to_have_count(0, timeout=WAIT)
+    shot(page, "error-card-removed")
+
+
+def test_code_wrong_then_expired(pki: TestPki, vpcd: Any, portal: Portal, agent: AgentFactory,
+                                 page: Any) -> None:
+    insert(vpcd, pki)
+    agent({"pins": [PIN]})
+    open_landing(page, portal)
+    log_in(page)
+    fill_details(page)
+    code = phone_code(page, portal)
+    enter_code(page, f"{(int(code) + 1) % 10**6:06d}")
+    expect_message(page, "code-wrong", "2 attempts left")
+    # 16 minutes later (the portal's injectable clock, through its test-only endpoint)
+    response = page.request.post(portal.origin + "/api/test/advance-clock",
+                                 data={"seconds": 16 * 60},
+                                 headers={"Origin": portal.origin})
+    assert response.ok
+    enter_code(page, code)
+    expect_message(page, "code-expired", "expired")
+    expect_step(page, "code")
+    shot(page, "error-code-expired")
+    enter_code(page, phone_code(page, portal, new=True))
+    expect_step(page, "sign")
+
+
+@pytest.fixture
+def xvfb() -> Iterator[str]:
+    """A private X server for the agent's Qt PIN dialog."""
+    import subprocess
+    import time
+
+    if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
+        pytest.skip("Xvfb/xdotool not installed")
+    display = f":{free_port() % 400 + 100}"
+    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while not Path(f"/tmp/.X11-unix/X{display[1:]}").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.skip(f"Xvfb did not start on {display}")
+        time.sleep(0.05)
+    try:
+        yield display
+    finally:
+        proc.terminate()
+        proc.wait(10)
