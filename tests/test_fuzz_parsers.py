@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -149,8 +150,20 @@ def test_identity_and_address_parse(data: bytes) -> None:
         _assert_json(parsed.to_json())
 
 
+@pytest.mark.parametrize("raw", ["²", "¹ JAN 1980", "01.³.1980", "01 ٣ 1980"])
+def test_birth_date_with_non_ascii_digits(raw: str) -> None:
+    """Found by fuzzing: "²".isdigit() is true but int("²") raises ValueError, which made
+    Identity.parse crash (ERR_WEBEID_NATIVE_FATAL) on such a birth date."""
+    day, month, _year = parse_birth_date(raw)
+    assert day is None or day == 1
+    assert month is None
+    identity = Identity.parse(encode_simple_tlv(0x0C, raw.encode()) + encode_simple_tlv(0x0F, "²".encode()))
+    assert identity.birth_date is None and identity.document_type is None
+
+
 @given(st.text(max_size=30))
 @example("01.MÄR.1980")
+@example("²")
 @example("99 ABC 0000")
 def test_birth_date_parse(raw: str) -> None:
     day, month, year = parse_birth_date(raw)
