@@ -135,6 +135,11 @@ _MONTHS: dict[str, int] = {
 _YEAR = re.compile(r"(\d{4})\s*$")
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_birth_date(raw: str) -> tuple[int | None, int | None, int | None]:
     """Split a card birth date into ``(day, month, year)``, ``None`` for blank parts.
 
@@ -144,14 +149,14 @@ def parse_birth_date(raw: str) -> tuple[int | None, int | None, int | None]:
     """
     text = raw.replace("\x00", "")
     day_text = text[:2].strip()
-    day = int(day_text) if day_text.isdigit() and 0 < int(day_text) <= 31 else None
+    day = int(day_text) if _digits(day_text) and 0 < int(day_text) <= 31 else None
     separator = "." if "." in text else " "
     start = text.find(separator, 2)
     month: int | None = None
     if start >= 0:
         end = text.find(separator, start + 1)
         token = text[start + 1 : end if end >= 0 else len(text)].strip().upper()
-        if token.isdigit():
+        if _digits(token):
             month = int(token) if 1 <= int(token) <= 12 else None
         else:
             month = _MONTHS.get(token.rstrip("."))
@@ -184,7 +189,7 @@ def _text(value: bytes) -> str:
 
 def _int_or_none(raw: str) -> int | None:
     text = raw.strip()
-    return int(text) if text.isdigit() else None
+    return int(text) if _digits(text) else None
 
 
 def _field_json(value: Any) -> Any:
