@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,11 +207,13 @@ class Socket:
 @pytest.mark.pcsc
 def test_real_socket_messages(agent: AgentProcess) -> None:
     socket = Socket(agent.url)
+    sent: list[int] = []
 
     @settings(max_examples=scaled(300), deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(messages)
     def one(message: str | bytes) -> None:
+        sent.append(1)
         for response in socket.roundtrip(message):
             if "id" in response:
                 check_response(response)
@@ -223,5 +226,8 @@ def test_real_socket_messages(agent: AgentProcess) -> None:
             assert "result" in json.loads(ws.recv(timeout=10))
     finally:
         socket.close()
+    report = os.environ.get("EID_FUZZ_SOCKET_REPORT")  # bench/fuzz_long.py counts these
+    if report:
+        Path(report).write_text(str(len(sent)), encoding="utf-8")
     assert agent.proc.poll() is None, agent.output
     assert "Traceback" not in agent.output, agent.output[-3000:]
