@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,18 +236,20 @@ def test_full_registration(applet: str, pki: TestPki, vpcd: Any, portal: Portal,
     shot(page, prefix + "3-code")
     enter_code(page, phone_code(page, portal))
     expect_step(page, "sign")
+    expect(page.locator("#summary")).to_contain_text("alice@example.be")
+    expect(page.locator("#summary")).to_contain_text(holder.national_number)
     shot(page, prefix + "4-sign")
 
     page.click("#sign")
     expect_step(page, "done")
+    expect(page.locator("#summary-hash")).to_contain_text("SHA-384")
     expect(page.locator("#account")).to_contain_text("alice@example.be")
     shot(page, prefix + "5-done")
 
     account = portal.app.accounts.get(holder.national_number)
     assert account is not None
     assert account.email == "alice@example.be" and account.phone == "+32 470 12 34 56"
-    assert account.hash_function == ("SHA-384" if applet == "1.8" else "SHA-256") or \
-        account.hash_function in ("SHA-384", "SHA-256")
+    assert account.hash_function == "SHA-384"  # both applets offer it; the portal prefers it
     assert '"registrationId"' in account.summary
     output = process.stop()
     assert PIN not in output.replace(f"PIN {PIN}", "")  # never logged
@@ -346,25 +350,79 @@ def test_code_wrong_then_expired(pki: TestPki, vpcd: Any, portal: Portal, agent:
     expect_step(page, "sign")
 
 
+# --- the PIN typed into the agent's own dialog (Qt, under Xvfb) -------------------------------
+
 @pytest.fixture
 def xvfb() -> Iterator[str]:
-    """A private X server for the agent's Qt PIN dialog."""
-    import subprocess
-    import time
-
+    """A private X server (Xvfb picks a free display number) for the agent's Qt dialogs."""
     if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
         pytest.skip("Xvfb/xdotool not installed")
-    display = f":{free_port() % 400 + 100}"
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while not Path(f"/tmp/.X11-unix/X{display[1:]}").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.skip(f"Xvfb did not start on {display}")
-        time.sleep(0.05)
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
     try:
-        yield display
+        with os.fdopen(read_fd) as ready:
+            number = ready.readline().strip()
+        if not number:
+            pytest.fail("Xvfb did not start")
+        yield f":{number}"
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def xdotool(display: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["xdotool", *args], env={**os.environ, "DISPLAY": display},
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def type_pin_in_dialog(display: str, pin: str, name: str) -> None:
+    """Wait for the agent's PIN dialog, type the PIN like a person, press Enter."""
+    deadline = time.monotonic() + WAIT / 1000
+    windows: list[str] = []
+    while not windows:
+        if time.monotonic() > deadline:
+            raise AssertionError("the agent's PIN dialog never appeared")
+        windows = xdotool(display, "search", "--onlyvisible", "--name", "Enter your PIN").stdout.split()
+        time.sleep(0.1)
+    window = windows[-1]
+    time.sleep(0.3)  # let it paint and take focus
+    grab_window(display, window, name)
+    assert xdotool(display, "windowfocus", "--sync", window).returncode == 0
+    assert xdotool(display, "type", "--delay", "40", pin).returncode == 0
+    assert xdotool(display, "key", "Return").returncode == 0
+
+
+def grab_window(display: str, window: str, name: str) -> None:
+    from PIL import ImageGrab
+
+    geometry = dict(line.split("=", 1) for line in
+                    xdotool(display, "getwindowgeometry", "--shell", window).stdout.split())
+    x, y, w, h = (int(geometry[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ImageGrab.grab(bbox=(x, y, x + w, y + h), xdisplay=display).save(ARTIFACTS / f"{name}.png")
+
+
+def test_full_registration_typing_the_pin_in_the_agent_dialog(
+        pki: TestPki, vpcd: Any, portal: Portal, agent: AgentFactory, page: Any, xvfb: str) -> None:
+    from playwright.sync_api import expect
+
+    served = insert(vpcd, pki, "1.8")
+    agent({}, extra_args=("--interaction", "dialogs"), env={"DISPLAY": xvfb})
+    open_landing(page, portal)
+    page.click("#login")
+    expect(page.locator("#busy")).to_have_attribute("data-key", "busyPin")
+    type_pin_in_dialog(xvfb, PIN, "dialog-pin-login")
+    expect_step(page, "details")
+    fill_details(page)
+    enter_code(page, phone_code(page, portal))
+    expect_step(page, "sign")
+    page.click("#sign")
+    type_pin_in_dialog(xvfb, PIN, "dialog-pin-sign")
+    expect_step(page, "done")
+    shot(page, "dialogs-done")
+    assert portal.app.accounts.get(Holder().national_number) is not None
+    verifies = [c for c in served.card.commands if len(c) > 5 and c[1] == INS_VERIFY]
+    assert len(verifies) == 2  # one PIN typed for the login, one for the signature

@@ -239,6 +239,7 @@ function renderState() {
   $("logout").hidden = step === "login";
   if (user) $("user-name").textContent = user.name;
   if (step === "details") prefill(details ?? { name: user?.name, birthDate: user?.birthDate });
+  if (step === "sign" && details) renderSummary({ details, personId: user?.personId });
   if (step === "done") renderAccount(account);
 }
 
@@ -272,15 +273,18 @@ function renderAccount(account) {
   ]);
 }
 
-function renderSummary(prepared) {
-  const details = prepared.summary.details;
+/** What will be signed: from the session first, then from the server's exact summary. */
+function renderSummary({ details, personId }) {
   renderList($("summary"), [
     [t(page.lang, "fieldName"), details.name],
-    [t(page.lang, "personId"), prepared.summary.person.id],
+    [t(page.lang, "personId"), personId],
     [t(page.lang, "fieldBirthDate"), details.birthDate],
     [t(page.lang, "fieldEmail"), details.email],
     [t(page.lang, "fieldPhone"), details.phone],
   ]);
+}
+
+function renderHash(prepared) {
   const hash = $("summary-hash");
   hash.hidden = false;
   hash.textContent = t(page.lang, "summaryHash", { hashFunction: prepared.hashFunction, hash: prepared.hash });
@@ -331,7 +335,8 @@ async function signSummary() {
     certificate: signing.certificate,
     supportedSignatureAlgorithms: signing.supportedSignatureAlgorithms,
   });
-  renderSummary(prepared);
+  renderSummary({ details: prepared.summary.details, personId: prepared.summary.person.id });
+  renderHash(prepared);
   busy("busyPin");
   const signed = await eid.sign(signing.certificate, prepared.hash, prepared.hashFunction,
     { lang: page.lang });
