@@ -11,6 +11,7 @@ AgentError
  │    ├── InvalidPinError           wrong PIN (.tries_left)
  │    ├── PinBlockedError           no tries left
  │    ├── PinFormatError            the PIN does not fit the card's rules (not sent)
+ │    ├── PinChangeRequiredError    the PIN is still the initial one: change it first
  │    ├── PinPadTimeoutError        nobody typed on the PIN pad in time
  │    └── PinPadCancelledError      the user pressed cancel on the PIN pad
  ├── NoReaderError / NoCardError
@@ -79,6 +80,19 @@ class PinBlockedError(PinError):
 
 class PinFormatError(PinError):
     pass
+
+
+class PinChangeRequiredError(PinError):
+    """The card says this PIN is still its initial one (EstEID 2025): change it first.
+
+    The agent refuses to use such a PIN, as Web eID does; ``changePin`` is the way out.
+    """
+
+    def __init__(self, pin_name: str, message: str | None = None) -> None:
+        self.pin_name = pin_name
+        super().__init__(
+            message or f"{pin_name} has not been changed yet: change {pin_name} first, then try again"
+        )
 
 
 class PinPadTimeoutError(PinError):

@@ -180,9 +180,9 @@ def test_sign_and_read_identity_map_params() -> None:
                 "lang": None,
             },
         ),
-        ("read_identity", {"photo": False, "timeout": None}),
-        ("change_pin", {"timeout": 1.5}),
-        ("change_pin", {"timeout": None, "pin_name": "PIN2"}),
+        ("read_identity", {"photo": False, "timeout": None, "lang": "nl"}),
+        ("change_pin", {"timeout": 1.5, "lang": None}),
+        ("change_pin", {"timeout": None, "lang": None, "pin_name": "PIN2"}),
     ]
 
 

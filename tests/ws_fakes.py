@@ -97,8 +97,8 @@ class FakeSession:
     async def read_identity(self, **kwargs: Any) -> dict[str, Any]:
         return await self._card("read_identity", **kwargs)
 
-    async def pin_status(self) -> dict[str, Any]:
-        return await self._card("pin_status")
+    async def pin_status(self, **kwargs: Any) -> dict[str, Any]:
+        return await self._card("pin_status", **kwargs)
 
     async def change_pin(self, **kwargs: Any) -> dict[str, Any]:
         return await self._card("change_pin", **kwargs)

@@ -27,6 +27,7 @@ from agent.errors import (
     InvalidPinError,
     NotSupportedError,
     PinBlockedError,
+    PinChangeRequiredError,
     PinFormatError,
     PinPadCancelledError,
     PinPadTimeoutError,
@@ -64,21 +65,6 @@ HASH_LENGTHS: Final = {
     "SHA3-512": 64,
 }
 _CONSTRUCTED: Final = 0x20
-
-
-class PinChangeRequiredError(NotSupportedError):
-    """The card says this PIN is still the initial one: the holder must change it first.
-
-    (EstEID 2025: GET DATA tag DF2F = 00.) The agent refuses to use the PIN before that,
-    as Web eID does; changing the PIN (changePin) is what the user has to do.
-    """
-
-    def __init__(self, pin_name: str, message: str | None = None) -> None:
-        self.pin_name = pin_name
-        super().__init__(
-            message
-            or f"{pin_name} has not been changed yet: change {pin_name} first, then try again"
-        )
 
 
 def encode_pin(pin: str, info: PinInfo, pad: int) -> bytes:

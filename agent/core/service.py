@@ -54,6 +54,7 @@ from agent.errors import (
     NotSupportedError,
     OriginNotAllowedError,
     PinBlockedError,
+    PinChangeRequiredError,
     PinPadCancelledError,
     PinPadTimeoutError,
     UserCancelledError,
@@ -742,6 +743,9 @@ class ClientSession:
         if plan.status.blocked or plan.status.tries_left == 0:
             self._service._pin_blocked(plan.reader, plan.pin.name)
             raise PinBlockedError(plan.pin.name)
+        if plan.status.must_change:
+            # Never ask for a PIN the card will refuse to use (EstEID 2025 initial PINs).
+            raise PinChangeRequiredError(plan.pin.name)
         tries_left = plan.status.tries_left
         while True:
             request = PinRequest(
@@ -1080,6 +1084,7 @@ class ClientSession:
                     "triesLeft": s.tries_left,
                     "maxTries": s.pin.max_tries,
                     "blocked": s.blocked,
+                    "mustChange": s.must_change,
                 }
                 for s in statuses
             ],

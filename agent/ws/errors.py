@@ -52,6 +52,7 @@ class ErrorCode(enum.Enum):
     NOT_SUPPORTED = ("ERR_EID_NOT_SUPPORTED", -32012)
     CARD_ERROR = ("ERR_EID_CARD_ERROR", -32013)
     TOO_MANY_REQUESTS = ("ERR_EID_TOO_MANY_REQUESTS", -32014)
+    PIN_CHANGE_REQUIRED = ("ERR_EID_PIN_CHANGE_REQUIRED", -32015)
 
     @property
     def name_code(self) -> str:
@@ -98,6 +99,11 @@ _TABLE: tuple[tuple[type[BaseException], ErrorCode, str], ...] = (
     (errors.NoCardError, ErrorCode.NO_CARD, "No ID card in the reader"),
     (errors.CardRemovedError, ErrorCode.CARD_REMOVED, "The card was removed"),
     (errors.PinBlockedError, ErrorCode.PIN_BLOCKED, "The PIN is blocked"),
+    (
+        errors.PinChangeRequiredError,
+        ErrorCode.PIN_CHANGE_REQUIRED,
+        "The PIN is still the initial one: change it first",
+    ),
     (errors.InvalidPinError, ErrorCode.PIN_INVALID, "Wrong PIN"),
     (errors.PinFormatError, ErrorCode.PIN_INVALID, "The PIN does not fit the card's rules"),
     (errors.BusyError, ErrorCode.BUSY, "The card is busy with another request"),
@@ -119,7 +125,7 @@ def from_exception(exc: BaseException) -> RpcError:
             extra: list[tuple[str, Any]] = []
             if isinstance(exc, errors.InvalidPinError):
                 extra += [("triesLeft", exc.tries_left), ("pinName", exc.pin_name)]
-            elif isinstance(exc, errors.PinBlockedError):
+            elif isinstance(exc, errors.PinBlockedError | errors.PinChangeRequiredError):
                 extra.append(("pinName", exc.pin_name))
             return RpcError(code, str(exc) or default, tuple(extra))
     if isinstance(exc, errors.AgentError):

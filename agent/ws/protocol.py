@@ -73,10 +73,14 @@ class ClientSessionLike(Protocol):
         timeout: float | None = None,
         lang: str | None = None,
     ) -> dict[str, Any]: ...
-    async def read_identity(self, *, photo: bool = True, timeout: float | None = None) -> dict[str, Any]: ...
-    async def pin_status(self) -> dict[str, Any]: ...
+    async def read_identity(
+        self, *, photo: bool = True, timeout: float | None = None, lang: str | None = None
+    ) -> dict[str, Any]: ...
+    async def pin_status(
+        self, *, timeout: float | None = None, lang: str | None = None
+    ) -> dict[str, Any]: ...
     async def change_pin(
-        self, *, timeout: float | None = None, pin_name: str | None = None
+        self, *, timeout: float | None = None, pin_name: str | None = None, lang: str | None = None
     ) -> dict[str, Any]: ...
     def subscribe(self, callback: EventCallback) -> None: ...
     def unsubscribe(self) -> None: ...
@@ -173,13 +177,12 @@ def _bind_read_identity(params: Mapping[str, Any]) -> dict[str, Any]:
     photo = params.get("photo", True)
     if not isinstance(photo, bool):
         raise ParamsError("'photo' must be true or false", "photo")
-    options = _options(params)  # lang is accepted for symmetry; identity reading has no text
-    return {"photo": photo, "timeout": options["timeout"]}
+    return {"photo": photo, **_options(params)}
 
 
 def _bind_change_pin(params: Mapping[str, Any]) -> dict[str, Any]:
     _check_names(params, ("pinName", "options"))
-    kwargs: dict[str, Any] = {"timeout": _options(params)["timeout"]}
+    kwargs: dict[str, Any] = dict(_options(params))
     if params.get("pinName") is not None:  # cards with several PINs: "PIN1", "PIN2"
         kwargs["pin_name"] = _string(params, "pinName")
     return kwargs
@@ -212,7 +215,7 @@ METHODS: Mapping[str, _Method] = {
     "getSigningCertificate": _Method(_bind_options, lambda p, k: p.session.get_signing_certificate(**k)),
     "sign": _Method(_bind_sign, lambda p, k: p.session.sign(**k)),
     "readIdentity": _Method(_bind_read_identity, lambda p, k: p.session.read_identity(**k)),
-    "pinStatus": _Method(_bind_none, lambda p, k: p.session.pin_status()),
+    "pinStatus": _Method(_bind_options, lambda p, k: p.session.pin_status(**k)),
     "changePin": _Method(_bind_change_pin, lambda p, k: p.session.change_pin(**k)),
     "subscribe": _Method(_bind_none, _subscribe),
     "unsubscribe": _Method(_bind_none, _unsubscribe),

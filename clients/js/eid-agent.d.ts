@@ -95,6 +95,8 @@ export interface PinState {
   triesLeft: number | null;
   maxTries: number;
   blocked: boolean;
+  /** The PIN is still the initial one: change it before use (EstEID 2025). */
+  mustChange: boolean;
 }
 
 export interface PinStatusResult {
@@ -134,6 +136,7 @@ export declare const ErrorCode: Readonly<{
   ERR_EID_NOT_SUPPORTED: "ERR_EID_NOT_SUPPORTED";
   ERR_EID_CARD_ERROR: "ERR_EID_CARD_ERROR";
   ERR_EID_TOO_MANY_REQUESTS: "ERR_EID_TOO_MANY_REQUESTS";
+  ERR_EID_PIN_CHANGE_REQUIRED: "ERR_EID_PIN_CHANGE_REQUIRED";
   ERR_EID_PARSE_ERROR: "ERR_EID_PARSE_ERROR";
   ERR_EID_INVALID_REQUEST: "ERR_EID_INVALID_REQUEST";
   ERR_EID_METHOD_NOT_FOUND: "ERR_EID_METHOD_NOT_FOUND";
@@ -181,6 +184,8 @@ export declare class CertificateNotFoundError extends EidAgentError {}
 export declare class NotSupportedError extends EidAgentError {}
 export declare class CardError extends EidAgentError {}
 export declare class TooManyRequestsError extends EidAgentError {}
+/** The PIN is still the card's initial one (EstEID 2025); `pinName` says which: change it first. */
+export declare class PinChangeRequiredError extends EidAgentError {}
 export declare class ProtocolError extends EidAgentError {}
 
 export declare function errorFromRpc(error: {

@@ -41,6 +41,7 @@ export const ErrorCode = Object.freeze({
   ERR_EID_NOT_SUPPORTED: "ERR_EID_NOT_SUPPORTED",
   ERR_EID_CARD_ERROR: "ERR_EID_CARD_ERROR",
   ERR_EID_TOO_MANY_REQUESTS: "ERR_EID_TOO_MANY_REQUESTS",
+  ERR_EID_PIN_CHANGE_REQUIRED: "ERR_EID_PIN_CHANGE_REQUIRED",
   ERR_EID_PARSE_ERROR: "ERR_EID_PARSE_ERROR",
   ERR_EID_INVALID_REQUEST: "ERR_EID_INVALID_REQUEST",
   ERR_EID_METHOD_NOT_FOUND: "ERR_EID_METHOD_NOT_FOUND",
@@ -92,6 +93,7 @@ export const CertificateNotFoundError = defineError(
 export const NotSupportedError = defineError("NotSupportedError", ErrorCode.ERR_EID_NOT_SUPPORTED);
 export const CardError = defineError("CardError", ErrorCode.ERR_EID_CARD_ERROR);
 export const TooManyRequestsError = defineError("TooManyRequestsError", ErrorCode.ERR_EID_TOO_MANY_REQUESTS);
+export const PinChangeRequiredError = defineError("PinChangeRequiredError", ErrorCode.ERR_EID_PIN_CHANGE_REQUIRED);
 /** The agent did not understand the request (a bug in this library or an old agent). */
 export const ProtocolError = defineError("ProtocolError", ErrorCode.ERR_EID_INVALID_REQUEST);
 
@@ -124,6 +126,7 @@ const ERROR_CLASSES = new Map([
   [ErrorCode.ERR_EID_NOT_SUPPORTED, NotSupportedError],
   [ErrorCode.ERR_EID_CARD_ERROR, CardError],
   [ErrorCode.ERR_EID_TOO_MANY_REQUESTS, TooManyRequestsError],
+  [ErrorCode.ERR_EID_PIN_CHANGE_REQUIRED, PinChangeRequiredError],
   [ErrorCode.ERR_EID_PARSE_ERROR, ProtocolError],
   [ErrorCode.ERR_EID_INVALID_REQUEST, ProtocolError],
   [ErrorCode.ERR_EID_METHOD_NOT_FOUND, ProtocolError],
