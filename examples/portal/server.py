@@ -44,6 +44,7 @@ from examples.portal.clock import AdjustableClock, system_clock
 
 __all__ = [
     "LANGUAGES",
+    "PortalServer",
     "SESSION_COOKIE",
     "create_server",
     "local_origins",
@@ -100,7 +101,7 @@ def _ws_origin(agent_url: str) -> str:
 class _Handler(http.server.BaseHTTPRequestHandler):
     """One request; the :class:`PortalApp` is on the server object."""
 
-    server: _PortalServer
+    server: PortalServer
     protocol_version = "HTTP/1.1"
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -245,7 +246,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         }
 
 
-class _PortalServer(http.server.ThreadingHTTPServer):
+class PortalServer(http.server.ThreadingHTTPServer):
+    """The HTTP server; ``app`` is the :class:`PortalApp` it serves."""
+
     daemon_threads = True
     app: PortalApp
 
@@ -261,12 +264,12 @@ def local_origins(host: str, port: int) -> list[str]:
 
 
 def create_server(host: str, port: int,
-                  make_app: Callable[[list[str]], PortalApp]) -> http.server.ThreadingHTTPServer:
+                  make_app: Callable[[list[str]], PortalApp]) -> PortalServer:
     """Bind ``host:port`` (0 = any free port), then build the app for the bound origin.
 
     ``make_app`` receives the origins (:func:`local_origins`) the app must accept.
     """
-    server = _PortalServer((host, port), _Handler)
+    server = PortalServer((host, port), _Handler)
     server.app = make_app(local_origins(host, server.server_address[1]))
     return server
 
