@@ -68,6 +68,19 @@ def test_card_removed_mid_operation_is_typed(vpcd) -> None:
             channel.send_apdu(0, 0xB0, 0, 0, le=16)
 
 
+def test_card_pulled_during_a_command_is_card_removed(vpcd) -> None:
+    """vpcd reports the pulled card as a communication error; the agent still says "removed"."""
+    from agent.emulator.vpcd import REMOVE
+
+    served = vpcd(TestCard())
+    with connect(READER_0) as conn:
+        channel = CardChannel(conn)
+        channel.send_apdu(0, 0xA4, 0x04, 0x00, TEST_AID)
+        served.fault_hook = lambda apdu: REMOVE if apdu[1] == 0xB0 else None
+        with pytest.raises(CardRemovedError):
+            channel.send_apdu(0, 0xB0, 0, 0, le=16)
+
+
 class Events:
     def __init__(self) -> None:
         self.items: list[ReaderEvent] = []

@@ -46,6 +46,10 @@ READER_GONE = frozenset(
 )
 
 
+# SCardStatus's dwState bits (winscard/pcsc-lite); pyscard does not export them.
+_SCARD_PRESENT = 0x0004
+
+
 def _feature_request_code() -> int:
     import sys
 
@@ -170,13 +174,46 @@ class PcscConnection(SmartCardConnection):
             raise CardCommunicationError("connection closed")
         log_traffic("SEND", apdu)
         hresult, response = scard.SCardTransmit(self._card, self.protocol, list(apdu))
+        if hresult != scard.SCARD_S_SUCCESS and hresult not in CARD_GONE and self._card_gone():
+            raise CardRemovedError(f"the card left {self.reader!r} during a command")
         raise_for(hresult, "transmit")
         if len(response) < 2:
+            if self._card_gone():
+                raise CardRemovedError(f"the card left {self.reader!r} during a command")
             raise CardCommunicationError(f"short response from the card: {bytes(response).hex()}")
         data = bytes(response[:-2])
         sw = response[-2] << 8 | response[-1]
         log_traffic("RECV", data, sw)
         return data, sw
+
+    def _card_gone(self, settle: float = 1.0) -> bool:
+        """After a failed or empty transmit: was it because the card left the reader?
+
+        A reader driver may report a pulled card as a generic communication error or an
+        empty answer (vpcd does), and pcscd may notice the removal a moment later: wait up
+        to ``settle`` seconds for the reader to say so. Only on this error path.
+        """
+        if self._card is None:
+            return False
+        hresult, _name, state, _proto, _atr = scard.SCardStatus(self._card)
+        if hresult in CARD_GONE or (hresult == scard.SCARD_S_SUCCESS and not state & _SCARD_PRESENT):
+            return True
+        handle = self._context.handle
+        if handle is None:
+            return False
+        current = scard.SCARD_STATE_PRESENT
+        deadline = time.monotonic() + settle
+        while (left := deadline - time.monotonic()) > 0:
+            hresult, states = scard.SCardGetStatusChange(
+                handle, int(left * 1000) + 1, [(self.reader, current)]
+            )
+            if hresult != scard.SCARD_S_SUCCESS:
+                return False
+            _reader, event, _atr = states[0]
+            if event & (scard.SCARD_STATE_EMPTY | scard.SCARD_STATE_UNKNOWN):
+                return True
+            current = event & ~scard.SCARD_STATE_CHANGED
+        return False
 
     def control(self, code: int, data: bytes = b"") -> bytes:
         if self._card is None:
