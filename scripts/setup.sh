@@ -20,7 +20,10 @@ APT_PACKAGES=(
   xvfb xdotool trayer x11-utils imagemagick
   # Qt's xcb platform plugin needs these at run time
   libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-render-util0
-  libxcb-image0 libegl1 libgl1 libfontconfig1 libdbus-1-3 fonts-dejavu-core
+  libxcb-image0 libxcb-randr0 libxcb-xkb1 libxcb-sync1 libxcb-xfixes0 libx11-xcb1
+  libegl1 libgl1 libglib2.0-0 libfontconfig1 libfreetype6 libdbus-1-3 fonts-dejavu-core
+  # a session bus for the tray under Xvfb (dbus-run-session)
+  dbus-daemon
   # browser tests (Debian's Chromium, never a downloaded browser)
   chromium
   # MSI build and inspection
