@@ -425,3 +425,57 @@ def test_full_registration_typing_the_pin_in_the_agent_dialog(
     assert portal.app.accounts.get(Holder().national_number) is not None
     verifies = [c for c in served.card.commands if len(c) > 5 and c[1] == INS_VERIFY]
     assert len(verifies) == 2  # one PIN typed for the login, one for the signature
+
+
+# --- the same registration with an Estonian card (PIN1 to log in, PIN2 to sign) -----------------
+
+def test_full_registration_with_an_estonian_card(vpcd: Any, pcscd: PrivatePcscd, browser: Any,
+                                                 page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from agent.emulator.idemia import make_card
+    from agent.emulator.pki_other import Person, load_or_make_pki
+
+    ee_pki = load_or_make_pki("EE2018", tmp_path / "ee-pki")
+    card = make_card(ee_pki, "EE")
+    vpcd(card)
+    person = Person()
+    clock = AdjustableClock()
+
+    def make_app(origins: list[str]) -> PortalApp:
+        return PortalApp(tmp_path / "accounts.sqlite", origins[0], ee_pki.trust_anchors,
+                         intermediates=[ee_pki.ca.cert], clock=clock, test_mode=True)
+
+    httpd = create_server("127.0.0.1", 0, make_app)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    portal = Portal(httpd.app, clock)
+    home = tmp_path / "agent-home"
+    home.mkdir()
+    process = AgentProcess(pcscd, home, {"pins": ["1234", "12345"], "consents": []},
+                           allow_origins=(portal.origin,))
+    portal.app.agent_url = process.url
+    try:
+        open_landing(page, portal)
+        log_in(page)
+        expect(page.locator("#field-birthDate")).to_have_value("1980-01-08")  # from the code
+        fill_details(page)
+        enter_code(page, phone_code(page, portal))
+        expect_step(page, "sign")
+        expect(page.locator("#summary")).to_contain_text(person.personal_code)
+        page.click("#sign")
+        expect_step(page, "done")
+        shot(page, "ee-5-done")
+        account = portal.app.accounts.get("PNOEE-" + person.personal_code) or \
+            portal.app.accounts.get(person.personal_code)
+        assert account is not None
+        output = process.stop()
+    finally:
+        process.stop()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+    prompts = re.findall(r"scripted answer to a pin prompt", output)
+    assert len(prompts) == 2  # PIN1 for the login, PIN2 for the signature
+    verifies = [c for c in card.commands if c[1] == INS_VERIFY and len(c) > 5]
+    assert [c[3] for c in verifies] == [0x01, 0x85]  # PIN1 then PIN2, each once

@@ -1,4 +1,4 @@
-"""What the portal derives from a validated certificate (names, Belgian birth date)."""
+"""What the portal derives from a validated certificate (names; Belgian and Estonian birth dates)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from agent.validator import ValidatedIdentity
 
-__all__ = ["belgian_birth_date", "user_view"]
+__all__ = ["baltic_birth_date", "belgian_birth_date", "user_view"]
 
 
 def belgian_birth_date(national_number: str) -> dt.date | None:
@@ -32,12 +32,30 @@ def belgian_birth_date(national_number: str) -> dt.date | None:
         return None
 
 
+def baltic_birth_date(personal_code: str) -> dt.date | None:
+    """The birth date in an Estonian personal code (GYYMMDDSSSC).
+
+    G gives sex and century: 1/2 → 1800s, 3/4 → 1900s, 5/6 → 2000s, 7/8 → 2100s.
+    (Latvian codes issued since 2017 carry no birth date; they start with 32.)
+    """
+    if len(personal_code) != 11 or not personal_code.isdigit() or personal_code[0] not in "12345678":
+        return None
+    century = 1800 + 100 * ((int(personal_code[0]) - 1) // 2)
+    try:
+        return dt.date(century + int(personal_code[1:3]), int(personal_code[3:5]), int(personal_code[5:7]))
+    except ValueError:
+        return None
+
+
 def user_view(identity: ValidatedIdentity) -> dict[str, Any]:
     """The authenticated person as the page shows it (from the certificate only)."""
     name = " ".join(p for p in (identity.given_name, identity.surname) if p) or identity.common_name
     birth = None
     if identity.country == "BE" and identity.personal_code:
         date = belgian_birth_date(identity.personal_code)
+        birth = date.isoformat() if date else None
+    elif identity.country == "EE" and identity.personal_code:
+        date = baltic_birth_date(identity.personal_code)
         birth = date.isoformat() if date else None
     return {
         "name": name or "",
