@@ -21,6 +21,7 @@ import datetime
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,11 +104,12 @@ class OpStats:
 
     @property
     def apdus(self) -> int:
-        return max(t.apdus for t in self.traffic) if self.traffic else 0
+        """The median run's APDUs (a warm series' first run may still fill a cache)."""
+        return statistics.median_low(t.apdus for t in self.traffic) if self.traffic else 0
 
     @property
     def bytes(self) -> int:
-        return max(t.bytes for t in self.traffic) if self.traffic else 0
+        return statistics.median_low(t.bytes for t in self.traffic) if self.traffic else 0
 
     def describe(self) -> str:
         return f"{ms(self.p50)} (n={len(self.times)}), {self.apdus} APDUs, {self.bytes} B"
