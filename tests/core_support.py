@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from agent.cards.beid import CertificateCache
 from agent.core import AgentConfig, AgentService
-from agent.core.token import HASH_FUNCTIONS
 from agent.emulator.backend import VirtualBackend
 from agent.emulator.beid import BeidCard, BeidCardData
 from agent.emulator.pki import Holder, TestPki, make_card_data
+from agent.hashes import WEB_EID_HASHES
 from agent.interaction_scripted import ScriptedInteraction
 from agent.policy import MachinePolicy
 
@@ -125,7 +125,7 @@ def verify_token(token: dict[str, str], origin: str, nonce: str) -> x509.Certifi
     certificate = x509.load_der_x509_certificate(base64.b64decode(token["unverifiedCertificate"]))
     hash_name = {"ES256": "SHA-256", "ES384": "SHA-384", "ES512": "SHA-512", "RS256": "SHA-256",
                  "PS256": "SHA-256"}[token["algorithm"]]
-    algorithm = HASH_FUNCTIONS[hash_name]()
+    algorithm = WEB_EID_HASHES[hash_name].new()
     h = getattr(hashlib, hash_name.replace("-", "").lower())
     data = h(origin.encode()).digest() + h(nonce.encode()).digest()
     signature = base64.b64decode(token["signature"])

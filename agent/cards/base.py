@@ -12,8 +12,12 @@ Latvian cards have PIN1 for authentication and PIN2 for signing.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
+
+from agent.errors import NotSupportedError
+from agent.hashes import WEB_EID_HASHES, HashFunction, lookup
 
 
 class KeyRole(enum.Enum):
@@ -75,6 +79,24 @@ class SignatureAlgorithm:
             "hashFunction": self.hash_function,
             "paddingScheme": self.padding_scheme,
         }
+
+
+def hash_for_digest(
+    digest: bytes, hash_function: str, known: Mapping[str, HashFunction] = WEB_EID_HASHES
+) -> HashFunction:
+    """The hash function named (loosely spelt) ``hash_function``, once ``digest`` is
+    checked to have its length.
+
+    Raises:
+        NotSupportedError: a hash function not in ``known``.
+        ValueError: the digest length does not match the hash function.
+    """
+    found = lookup(hash_function, known)
+    if found is None:
+        raise NotSupportedError(f"unknown hash function {hash_function!r}")
+    if len(digest) != found.length:
+        raise ValueError(f"a {found.name} digest has {found.length} bytes, got {len(digest)}")
+    return found
 
 
 @dataclass(frozen=True)

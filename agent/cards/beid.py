@@ -41,6 +41,7 @@ from agent.cards.base import (
     PinInfo,
     PinStatus,
     SignatureAlgorithm,
+    hash_for_digest,
 )
 from agent.cards.beid_identity import (
     TAG_BASIC_KEY_HASH,
@@ -63,6 +64,7 @@ from agent.errors import (
     PinPadTimeoutError,
     UnsupportedCardError,
 )
+from agent.hashes import HASHES
 from agent.tlv import der_length, parse_simple_tlv, trim_der
 
 if TYPE_CHECKING:
@@ -143,26 +145,8 @@ CERTIFICATE_FILES: Final = {
     KeyRole.SIGNING: BeidFile.CERT_SIGNING,
 }
 
-# RFC 8017 DigestInfo prefixes, for algorithm 01 (the card pads, the caller sends DigestInfo).
-DIGEST_INFO_PREFIXES: Final = {
-    "SHA-1": bytes.fromhex("3021300906052B0E03021A05000414"),
-    "SHA-224": bytes.fromhex("302D300D06096086480165030402040500041C"),
-    "SHA-256": bytes.fromhex("3031300D060960864801650304020105000420"),
-    "SHA-384": bytes.fromhex("3041300D060960864801650304020205000430"),
-    "SHA-512": bytes.fromhex("3051300D060960864801650304020305000440"),
-}
-HASH_LENGTHS: Final = {
-    "SHA-1": 20,
-    "SHA-224": 28,
-    "SHA-256": 32,
-    "SHA-384": 48,
-    "SHA-512": 64,
-    "SHA3-224": 28,
-    "SHA3-256": 32,
-    "SHA3-384": 48,
-    "SHA3-512": 64,
-}
-# Applet 1.7 (RSA): raw-hash algorithms; others go through 01 with a DigestInfo.
+# Applet 1.7 (RSA): raw-hash algorithms; others go through 01 with the RFC 8017 DigestInfo
+# prefix of agent.hashes (the card pads, the caller sends DigestInfo).
 RSA_PKCS1_RAW_ALGORITHMS: Final = {"SHA-1": 0x02, "SHA-256": 0x08}
 RSA_PKCS1_DIGEST_INFO_ALGORITHM: Final = 0x01
 RSA_PSS_ALGORITHMS: Final = {"SHA-1": 0x10, "SHA-256": 0x20}
@@ -210,14 +194,6 @@ def encode_pin_block(pin: str) -> bytes:
     """
     validate_pin(pin)
     return bytes.fromhex(f"2{len(pin):X}{pin}".ljust(16, "F"))
-
-
-def _normalize_hash(name: str) -> str:
-    canonical = name.strip().upper().replace("_", "-")
-    for known in HASH_LENGTHS:
-        if canonical in (known, known.replace("-", "")):
-            return known
-    raise NotSupportedError(f"unknown hash function {name!r}")
 
 
 @dataclass(frozen=True)
@@ -616,9 +592,8 @@ class BeidSession:
             NotSupportedError: hash or padding the applet cannot do.
             ValueError: the digest length does not match the hash function.
         """
-        name = _normalize_hash(hash_function)
-        if len(digest) != HASH_LENGTHS[name]:
-            raise ValueError(f"a {name} digest has {HASH_LENGTHS[name]} bytes, got {len(digest)}")
+        hash_entry = hash_for_digest(digest, hash_function, HASHES)  # SHA-1 too (applet 1.7)
+        name = hash_entry.name
         scheme = (padding or "").upper()
         if self.is_ecc:
             if scheme not in ("", "NONE") or name not in ECDSA_ALGORITHMS:
@@ -632,8 +607,8 @@ class BeidSession:
             raise NotSupportedError(f"unknown padding scheme {padding!r}")
         if name in RSA_PKCS1_RAW_ALGORITHMS:
             return RSA_PKCS1_RAW_ALGORITHMS[name], digest
-        if name in DIGEST_INFO_PREFIXES:
-            return RSA_PKCS1_DIGEST_INFO_ALGORITHM, DIGEST_INFO_PREFIXES[name] + digest
+        if hash_entry.digest_info_prefix is not None:
+            return RSA_PKCS1_DIGEST_INFO_ALGORITHM, hash_entry.digest_info(digest)
         raise NotSupportedError(f"applet 1.7 cannot sign {name}")
 
     def sign(

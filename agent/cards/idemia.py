@@ -45,16 +45,15 @@ from agent.cards.base import (
     PinInfo,
     PinStatus,
     SignatureAlgorithm,
+    hash_for_digest,
 )
 from agent.cards.beid import CertificateCache, PinRequiredError, shared_certificate_cache
 from agent.cards.twopin import (
-    HASH_LENGTHS,
     ecdsa_algorithms,
     encode_pin,
     fcp_file_size,
     find_tag,
     fit_hash,
-    hash_name,
     holder_name,
     raise_for_pin_sw,
     read_binary,
@@ -66,6 +65,7 @@ from agent.errors import (
     PinFormatError,
     UnsupportedCardError,
 )
+from agent.hashes import HASHES
 from agent.tlv import iter_ber, trim_der
 
 if TYPE_CHECKING:
@@ -104,7 +104,6 @@ ALG_EC_AUTH: Final = 0x04
 ALG_EC_SIGN: Final = 0x54
 ALG_RSA_AUTH: Final = 0x02
 ALG_RSA_SIGN: Final = 0x42
-SHA256_DIGEST_INFO: Final = bytes.fromhex("3031300D060960864801650304020105000420")
 
 PIN1: Final = PinInfo(reference=0x01, name="PIN1", min_length=4, max_length=12, max_tries=3)
 PUK: Final = PinInfo(reference=0x02, name="PUK", min_length=8, max_length=12, max_tries=3)
@@ -397,16 +396,14 @@ class IdemiaSession:
 
     def _signature_input(self, slot: KeySlot, role: KeyRole, digest: bytes,
                          hash_function: str, padding: str | None) -> tuple[int, bytes]:
-        name = hash_name(hash_function)
-        if len(digest) != HASH_LENGTHS[name]:
-            raise ValueError(f"a {name} digest has {HASH_LENGTHS[name]} bytes, got {len(digest)}")
+        name = hash_for_digest(digest, hash_function).name
         scheme = (padding or "").upper()
         if slot.rsa:
             if name != "SHA-256" or scheme not in ("", "PKCS1.5", "PKCS1", "PKCS1V15"):
                 raise NotSupportedError(f"this RSA key signs only SHA-256 PKCS#1 v1.5, not "
                                         f"{name} {padding or ''}".rstrip())
             if role is KeyRole.AUTHENTICATION:
-                return ALG_RSA_AUTH, SHA256_DIGEST_INFO + digest
+                return ALG_RSA_AUTH, HASHES["SHA-256"].digest_info(digest)
             return ALG_RSA_SIGN, digest
         if scheme not in ("", "NONE"):
             raise NotSupportedError(f"an EC key signs without padding, not {padding}")

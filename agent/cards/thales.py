@@ -41,16 +41,15 @@ from agent.cards.base import (
     PinInfo,
     PinStatus,
     SignatureAlgorithm,
+    hash_for_digest,
 )
 from agent.cards.beid import CertificateCache, PinRequiredError, shared_certificate_cache
 from agent.cards.twopin import (
-    HASH_LENGTHS,
     PinChangeRequiredError,
     ecdsa_algorithms,
     encode_pin,
     fcp_file_size,
     find_tag,
-    hash_name,
     holder_name,
     raise_for_pin_sw,
     read_binary,
@@ -349,9 +348,7 @@ class ThalesSession:
 
     def _algorithm(self, key: ThalesKey, digest: bytes, hash_function: str,
                    padding: str | None) -> int:
-        name = hash_name(hash_function)
-        if len(digest) != HASH_LENGTHS[name]:
-            raise ValueError(f"a {name} digest has {HASH_LENGTHS[name]} bytes, got {len(digest)}")
+        name = hash_for_digest(digest, hash_function).name
         if name not in key.hashes or name not in HASH_NIBBLES:
             raise NotSupportedError(f"this key cannot sign a {name} hash")
         scheme = (padding or "").upper()

@@ -25,7 +25,6 @@ from agent.errors import (
     ApduError,
     BadResponseError,
     InvalidPinError,
-    NotSupportedError,
     PinBlockedError,
     PinChangeRequiredError,
     PinFormatError,
@@ -46,24 +45,12 @@ __all__ = [
     "find_tag",
     "holder_name",
     "fit_hash",
-    "hash_name",
-    "HASH_LENGTHS",
     "ecdsa_algorithms",
     "transmit_pin_command",
 ]
 
 PIN_BLOCK_LENGTH: Final = 12
 
-HASH_LENGTHS: Final = {
-    "SHA-224": 28,
-    "SHA-256": 32,
-    "SHA-384": 48,
-    "SHA-512": 64,
-    "SHA3-224": 28,
-    "SHA3-256": 32,
-    "SHA3-384": 48,
-    "SHA3-512": 64,
-}
 _CONSTRUCTED: Final = 0x20
 
 
@@ -192,19 +179,6 @@ def holder_name(certificate: bytes | None) -> str | None:
         last, given_cn, _code = cn.split(",")
         return f"{given_cn.title()} {last.title()}"
     return cn
-
-
-def hash_name(name: str) -> str:
-    """The canonical name of a hash function (``"sha256"`` -> ``"SHA-256"``).
-
-    Raises:
-        NotSupportedError: a hash the two-PIN cards do not know.
-    """
-    canonical = name.strip().upper().replace("_", "-")
-    for known in HASH_LENGTHS:
-        if canonical in (known, known.replace("-", "")):
-            return known
-    raise NotSupportedError(f"unknown hash function {name!r}")
 
 
 def fit_hash(digest: bytes, size: int) -> bytes:

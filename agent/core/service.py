@@ -60,6 +60,7 @@ from agent.errors import (
     UserCancelledError,
     UserTimeoutError,
 )
+from agent.hashes import WEB_EID_HASHES
 from agent.interaction import (
     CardChoice,
     CardWaitReason,
@@ -938,10 +939,11 @@ class ClientSession:
         """
         der = _b64decode(certificate, "certificate")
         token.load_certificate(der)
-        if hash_function not in token.HASH_FUNCTIONS:
+        known = WEB_EID_HASHES.get(hash_function)
+        if known is None:
             raise InvalidArgumentError(f"unsupported hashFunction {hash_function!r}")
         digest = _b64decode(hash, "hash")
-        expected = token.hash_function_for(hash_function).digest_size
+        expected = known.length
         if len(digest) != expected:
             raise InvalidArgumentError(
                 f"a {hash_function} hash is {expected} bytes, not {len(digest)}"

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agent.cards.base import SignatureAlgorithm
 from agent.errors import InvalidArgumentError, NotSupportedError
+from agent.hashes import WEB_EID_HASHES
 from agent.validator.der import normalise_certificate
 
 __all__ = [
-    "HASH_FUNCTIONS",
     "TOKEN_FORMAT",
     "TokenAlgorithm",
     "auth_digest",
@@ -41,18 +41,6 @@ TOKEN_FORMAT = "web-eid:1.0"  # noqa: S105 - a format name, not a secret
 NONCE_MIN_LENGTH = 44  # base64 of 32 bytes, as the Web eID app requires
 NONCE_MAX_LENGTH = 128
 _NONCE = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
-
-HASH_FUNCTIONS: dict[str, type[hashes.HashAlgorithm]] = {
-    "SHA-224": hashes.SHA224,
-    "SHA-256": hashes.SHA256,
-    "SHA-384": hashes.SHA384,
-    "SHA-512": hashes.SHA512,
-    "SHA3-224": hashes.SHA3_224,
-    "SHA3-256": hashes.SHA3_256,
-    "SHA3-384": hashes.SHA3_384,
-    "SHA3-512": hashes.SHA3_512,
-}
-"""The hash functions web-eid.js allows, by their web-eid.js names."""
 
 _CURVES: dict[str, tuple[str, str]] = {
     "secp256r1": ("ES256", "SHA-256"),
@@ -87,9 +75,9 @@ def load_certificate(certificate: bytes) -> x509.Certificate:
 
 
 def hash_function_for(name: str) -> hashes.HashAlgorithm:
-    """A ``cryptography`` hash object for a web-eid.js hash name."""
+    """A ``cryptography`` hash object for a web-eid.js hash name (exact spelling)."""
     try:
-        return HASH_FUNCTIONS[name]()
+        return WEB_EID_HASHES[name].new()
     except KeyError:
         raise InvalidArgumentError(f"unknown hash function {name!r}") from None
 
