@@ -14,7 +14,7 @@ test: setup
 	bash scripts/run-tests.sh
 
 lint: setup
-	.venv/bin/ruff check agent tray tests
+	.venv/bin/ruff check agent tray tests bench examples
 	.venv/bin/mypy
 
 bench: setup

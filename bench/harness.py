@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import websockets  # noqa: TID251 - a benchmark is a WebSocket client, as tests are
+import websockets
 
 from agent.emulator.base import VirtualCard
 from agent.emulator.beid import BeidCard

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 mkdir -p artifacts
 status=0
 echo "== ruff"
-.venv/bin/ruff check agent tray tests || status=1
+.venv/bin/ruff check agent tray tests bench examples || status=1
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || status=$?
 exit $status
