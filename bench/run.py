@@ -503,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer samples, 10 s idle window")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--frozen", action="store_true",
+                        help="also build the PyInstaller binary and measure its size and start time")
     args = parser.parse_args(argv)
     os.environ["EID_AGENT_ALLOW_SCRIPTED"] = "1"
     info = machine_info()
@@ -511,6 +513,11 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(QUICK if args.quick else FULL, Path(work))
         print("| measurement | value | target | verdict |\n|---|---|---|---|", flush=True)
         asyncio.run(bench.run())
+        if args.frozen:
+            from bench.frozen import measure
+
+            for name, value in measure():
+                bench.row(name, value, "—", None)
     info.append(f"run: {'--quick' if args.quick else 'full'}, {time.monotonic() - started:.0f} s")
     if not args.no_write:
         write_report(args.output, bench.rows, info, bench.notes)
