@@ -124,7 +124,14 @@ def tbs_bytes(der: bytes) -> bytes:
 
 
 def normalise_certificate(der: bytes) -> bytes:
-    """Re-encode the known non-DER encodings (NULL ECDSA params, explicit FALSE defaults)."""
+    """Re-encode the known non-DER encodings (NULL ECDSA params, explicit FALSE defaults).
+
+    Raises:
+        DerError: not the structure of a certificate.
+    """
     tbs, algorithm, signature = _split_certificate(der)
-    body = _fix_tbs(tbs) + _fix_algorithm(algorithm) + signature
+    try:
+        body = _fix_tbs(tbs) + _fix_algorithm(algorithm) + signature
+    except IndexError as exc:  # an empty or missing part where the fixers look
+        raise DerError("malformed certificate structure") from exc
     return _encode(_SEQUENCE, body)
