@@ -18,8 +18,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from agent.cards.base import KeyRole
-from agent.cards.beid import CardData, CertificateCache, holder_name_from_certificate, open_session
+from agent.cards.beid import CardData, CertificateCache, open_session
 from agent.cards.beid_identity import Address, Identity, parse_birth_date
+from agent.certinfo import holder_name
 from agent.emulator.base import VirtualCard, VirtualConnection
 from agent.errors import AgentError, BadResponseError
 from agent.tlv import (
@@ -174,8 +175,7 @@ def test_birth_date_parse(raw: str) -> None:
 
 @given(st.binary(max_size=300))
 def test_holder_name_from_garbage_certificate(data: bytes) -> None:
-    assert holder_name_from_certificate(data) is None or isinstance(
-        holder_name_from_certificate(data), str)
+    assert holder_name(data) is None or isinstance(holder_name(data), str)
 
 
 # ------------------------------------------------------------------------------ the driver

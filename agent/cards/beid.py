@@ -25,12 +25,10 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
-from cryptography.x509.oid import NameOID
 
 from agent.apdu import CardChannel, SmartCardConnection, StatusWord, encode_apdu
 from agent.cards.base import (
@@ -52,6 +50,7 @@ from agent.cards.beid_identity import (
     check_basic_key_hash,
     verify_identity_files,
 )
+from agent.certinfo import holder_name
 from agent.errors import (
     ApduError,
     BadResponseError,
@@ -286,21 +285,6 @@ shared_certificate_cache: Final = CertificateCache()
 """The cache :func:`open_session` uses when given none."""
 
 
-def holder_name_from_certificate(certificate: bytes) -> str | None:
-    """The subject CN without the `` (Authentication)`` / `` (Signature)`` suffix."""
-    try:
-        cert = x509.load_der_x509_certificate(certificate)
-        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    except ValueError:
-        return None
-    if not names:
-        return None
-    name = str(names[0].value)
-    for suffix in (" (Authentication)", " (Signature)"):
-        name = name.removesuffix(suffix)
-    return name
-
-
 def _pinpad_format() -> PinFormat:
     """The format-2 block for the reader to fill in (eid-mw: 0x89, 0x47, 0x04, 4..12)."""
     from agent.pinpad import PinFormat
@@ -338,7 +322,7 @@ class BeidSession:
         self.info = CardInfo(
             card_type=f"BE eID (applet {card_data.applet_label})",
             serial=card_data.serial_hex,
-            holder_name=holder_name_from_certificate(auth) if auth else None,
+            holder_name=holder_name(auth),
             pins=(PIN,),
         )
 

@@ -54,10 +54,10 @@ from agent.cards.twopin import (
     fcp_file_size,
     find_tag,
     fit_hash,
-    holder_name,
     raise_for_pin_sw,
     read_binary,
 )
+from agent.certinfo import holder_name
 from agent.errors import (
     ApduError,
     BadResponseError,

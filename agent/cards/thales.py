@@ -50,10 +50,10 @@ from agent.cards.twopin import (
     encode_pin,
     fcp_file_size,
     find_tag,
-    holder_name,
     raise_for_pin_sw,
     read_binary,
 )
+from agent.certinfo import holder_name
 from agent.errors import (
     ApduError,
     BadResponseError,

@@ -16,9 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from agent.apdu import INS_CHANGE_REFERENCE_DATA, INS_VERIFY, CardChannel, StatusWord, encode_apdu
 from agent.cards.base import PinInfo, SignatureAlgorithm
 from agent.errors import (
@@ -43,7 +40,6 @@ __all__ = [
     "fcp_file_size",
     "read_binary",
     "find_tag",
-    "holder_name",
     "fit_hash",
     "ecdsa_algorithms",
     "transmit_pin_command",
@@ -155,30 +151,6 @@ def read_binary(channel: CardChannel, size: int, le: int) -> bytes:
     if len(out) < size:
         raise BadResponseError(f"file shorter ({len(out)} bytes) than its FCP size {size}")
     return bytes(out[:size])
-
-
-def holder_name(certificate: bytes | None) -> str | None:
-    """"Given Surname" from a certificate subject (GN + SN, else the CN; EstEID CNs are
-    ``SURNAME,GIVEN,CODE``). ``None`` when it cannot be parsed."""
-    if not certificate:
-        return None
-    try:
-        subject = x509.load_der_x509_certificate(certificate).subject
-    except ValueError:
-        return None
-
-    def first(oid: x509.ObjectIdentifier) -> str | None:
-        values = subject.get_attributes_for_oid(oid)
-        return str(values[0].value) if values else None
-
-    given, surname = first(NameOID.GIVEN_NAME), first(NameOID.SURNAME)
-    if given and surname:
-        return f"{given.title()} {surname.title()}"
-    cn = first(NameOID.COMMON_NAME)
-    if cn and cn.count(",") == 2:
-        last, given_cn, _code = cn.split(",")
-        return f"{given_cn.title()} {last.title()}"
-    return cn
 
 
 def fit_hash(digest: bytes, size: int) -> bytes:

@@ -22,9 +22,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from agent.apdu import SmartCardConnection
 from agent.backend import EventKind, ReaderBackend, ReaderEvent, ReaderInfo
 from agent.cards import registry
@@ -38,6 +35,7 @@ from agent.cards.base import (
     PinStatus,
     SignatureAlgorithm,
 )
+from agent.certinfo import holder_name
 from agent.control import AgentState, CardSummary, Notice, ReaderSummary, Snapshot
 from agent.core import token
 from agent.core.config import AgentConfig
@@ -120,23 +118,6 @@ def _b64decode(value: object, what: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidArgumentError(f"{what} is not valid base64") from None
-
-
-def _holder_name(certificate: bytes) -> str | None:
-    """The certificate subject's given name and surname (else common name), for notices."""
-    try:
-        subject = token.load_certificate(certificate).subject
-    except InvalidArgumentError:
-        return None
-
-    def first(oid: x509.ObjectIdentifier) -> str | None:
-        values = subject.get_attributes_for_oid(oid)
-        return str(values[0].value) if values else None
-
-    given, surname = first(NameOID.GIVEN_NAME), first(NameOID.SURNAME)
-    if given and surname:
-        return f"{given} {surname}"
-    return first(NameOID.COMMON_NAME)
 
 
 async def _ask(coro: Awaitable[T], timeout: float) -> T:
@@ -980,7 +961,7 @@ class ClientSession:
             Operation.SIGN,
             timeout,
             lang,
-            holder=_holder_name(certificate),
+            holder=holder_name(certificate, all_given_names=True),
         )
 
     async def _sign(

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agent.cards.base import SignatureAlgorithm
+from agent.certinfo import parse_certificate
 from agent.errors import InvalidArgumentError, NotSupportedError
 from agent.hashes import WEB_EID_HASHES
-from agent.validator.der import normalise_certificate
 
 __all__ = [
     "TOKEN_FORMAT",
@@ -65,11 +65,7 @@ def load_certificate(certificate: bytes) -> x509.Certificate:
         InvalidArgumentError: not an X.509 certificate.
     """
     try:
-        return x509.load_der_x509_certificate(certificate)
-    except ValueError:
-        pass
-    try:
-        return x509.load_der_x509_certificate(normalise_certificate(certificate))
+        return parse_certificate(certificate)
     except ValueError as exc:
         raise InvalidArgumentError(f"not an X.509 certificate: {exc}") from exc
 
