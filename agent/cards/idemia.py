@@ -54,8 +54,10 @@ from agent.cards.twopin import (
     fcp_file_size,
     find_tag,
     fit_hash,
+    identity_not_supported,
     raise_for_pin_sw,
     read_binary,
+    transmit_signature_command,
 )
 from agent.certinfo import holder_name
 from agent.errors import (
@@ -444,17 +446,11 @@ class IdemiaSession:
             apdu = encode_apdu(0x00, INS_INTERNAL_AUTHENTICATE, 0x00, 0x00, data, le=256)
         else:
             apdu = encode_apdu(0x00, INS_PSO, 0x9E, 0x9A, data, le=256)
-        signature, sw = self.channel.transmit(apdu)
-        if sw == StatusWord.SECURITY_CONDITION_NOT_SATISFIED:
-            raise PinRequiredError(f"the card needs {pin_info.name} before this signature")
-        if sw != StatusWord.OK or not signature:
-            raise ApduError(sw, signature, f"{role.value} signature: card answered {sw:04X}")
-        logger.info("signed with key %02X (algorithm %02X)", slot.key_reference, algorithm)
-        return signature
+        return transmit_signature_command(self.channel, apdu, role, pin_info,
+                                          slot.key_reference, algorithm)
 
     def read_identity(self, *, photo: bool = True) -> object:
-        raise NotSupportedError(f"reading the identity of a {self.profile.card_type} "
-                                "is not supported")
+        identity_not_supported(self.profile.card_type)
 
 
 def open_session(

@@ -50,8 +50,10 @@ from agent.cards.twopin import (
     encode_pin,
     fcp_file_size,
     find_tag,
+    identity_not_supported,
     raise_for_pin_sw,
     read_binary,
+    transmit_signature_command,
 )
 from agent.certinfo import holder_name
 from agent.errors import (
@@ -390,17 +392,12 @@ class ThalesSession:
                                bytes((0x80, 0x01, algorithm, 0x84, 0x01, key.reference)))
         self.channel.send_apdu(0x00, INS_PSO, 0x90, 0xA0,
                                bytes((0x90, len(digest))) + digest)
-        signature, sw = self.channel.transmit(encode_apdu(0x00, INS_PSO, 0x9E, 0x9A, le=256))
-        if sw == StatusWord.SECURITY_CONDITION_NOT_SATISFIED:
-            raise PinRequiredError(f"the card needs {pin_info.name} before this signature")
-        if sw != StatusWord.OK or not signature:
-            raise ApduError(sw, signature, f"{role.value} signature: card answered {sw:04X}")
-        logger.info("signed with key %02X (algorithm %02X)", key.reference, algorithm)
-        return signature
+        return transmit_signature_command(
+            self.channel, encode_apdu(0x00, INS_PSO, 0x9E, 0x9A, le=256), role, pin_info,
+            key.reference, algorithm)
 
     def read_identity(self, *, photo: bool = True) -> object:
-        raise NotSupportedError(f"reading the identity of a {self.profile.card_type} "
-                                "is not supported")
+        identity_not_supported(self.profile.card_type)
 
 
 def open_session(

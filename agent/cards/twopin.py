@@ -14,14 +14,16 @@ Facts from ``/work/shared/reference/other-cards.md`` section 1 (libelectronic-id
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Final, NoReturn
 
 from agent.apdu import INS_CHANGE_REFERENCE_DATA, INS_VERIFY, CardChannel, StatusWord, encode_apdu
-from agent.cards.base import PinInfo, SignatureAlgorithm
+from agent.cards.base import KeyRole, PinInfo, SignatureAlgorithm
+from agent.cards.beid import PinRequiredError
 from agent.errors import (
     ApduError,
     BadResponseError,
     InvalidPinError,
+    NotSupportedError,
     PinBlockedError,
     PinChangeRequiredError,
     PinFormatError,
@@ -43,6 +45,8 @@ __all__ = [
     "fit_hash",
     "ecdsa_algorithms",
     "transmit_pin_command",
+    "transmit_signature_command",
+    "identity_not_supported",
 ]
 
 PIN_BLOCK_LENGTH: Final = 12
@@ -96,6 +100,34 @@ def transmit_pin_command(
     if ins not in (INS_VERIFY, INS_CHANGE_REFERENCE_DATA):
         raise ValueError("not a PIN command")
     return channel.transmit(encode_apdu(0x00, ins, 0x00, pin.reference, body))
+
+
+def transmit_signature_command(
+    channel: CardChannel, apdu: bytes, role: KeyRole, pin: PinInfo, key_reference: int,
+    algorithm: int,
+) -> bytes:
+    """Send INTERNAL AUTHENTICATE or PSO:CDS (after MSE SET) and return the signature.
+
+    Raises:
+        PinRequiredError: the card wants ``pin`` verified first (6982).
+        ApduError: any other refusal, or an empty answer.
+    """
+    signature, sw = channel.transmit(apdu)
+    if sw == StatusWord.SECURITY_CONDITION_NOT_SATISFIED:
+        raise PinRequiredError(f"the card needs {pin.name} before this signature")
+    if sw != StatusWord.OK or not signature:
+        raise ApduError(sw, signature, f"{role.value} signature: card answered {sw:04X}")
+    logger.info("signed with key %02X (algorithm %02X)", key_reference, algorithm)
+    return signature
+
+
+def identity_not_supported(card_type: str) -> NoReturn:
+    """``read_identity`` of the two-PIN cards: they have no identity file the agent reads.
+
+    Raises:
+        NotSupportedError: always.
+    """
+    raise NotSupportedError(f"reading the identity of a {card_type} is not supported")
 
 
 def find_tag(data: bytes, tag: int) -> bytes | None:
