@@ -27,11 +27,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from agent.apdu import (
-    INS_CHANGE_REFERENCE_DATA,
-    INS_VERIFY,
     CardChannel,
     SmartCardConnection,
     StatusWord,
@@ -49,29 +47,28 @@ from agent.cards.base import (
 )
 from agent.cards.beid import CertificateCache, PinRequiredError, shared_certificate_cache
 from agent.cards.twopin import (
+    cached_certificate,
+    change_pin_command,
     ecdsa_algorithms,
     encode_pin,
     fcp_file_size,
     find_tag,
     fit_hash,
     identity_not_supported,
-    raise_for_pin_sw,
+    known_pin,
     read_binary,
     transmit_signature_command,
+    verify_pin_command,
 )
 from agent.certinfo import holder_name
 from agent.errors import (
     ApduError,
     BadResponseError,
     NotSupportedError,
-    PinFormatError,
     UnsupportedCardError,
 )
 from agent.hashes import HASHES
 from agent.tlv import iter_ber, trim_der
-
-if TYPE_CHECKING:
-    from agent.pinpad import PinFormat
 
 logger = logging.getLogger(__name__)
 
@@ -173,14 +170,6 @@ def profile_for_atr(atr: bytes) -> tuple[IdemiaProfile, str] | None:
             if atr == known:
                 return profile, chip
     return None
-
-
-def _pinpad_format(pin: PinInfo) -> PinFormat:
-    """ASCII, left justified at byte 0, 12-byte block, no length field."""
-    from agent.pinpad import PinFormat
-
-    return PinFormat(format_string=0x82, pin_block_string=0x0C, length_format=0x00,
-                     min_length=pin.min_length, max_length=pin.max_length)
 
 
 class IdemiaSession:
@@ -302,24 +291,13 @@ class IdemiaSession:
         return trim_der(content)
 
     def certificate(self, role: KeyRole) -> bytes | None:
-        cache_id = (ADF_FIDS[role] << 16) | 0x3400
-        found, cached = self._cache.get(self._serial, cache_id)
-        if found:
-            return cached
-        certificate = self._read_certificate_uncached(role)
-        self._cache.put(self._serial, cache_id, certificate)
-        return certificate
+        return cached_certificate(self._cache, self._serial, (ADF_FIDS[role] << 16) | 0x3400,
+                                  lambda: self._read_certificate_uncached(role))
 
     # -- CardSession: PINs -----------------------------------------------------------
 
     def pin_for(self, role: KeyRole) -> PinInfo:
         return PIN1 if role is KeyRole.AUTHENTICATION else self.profile.pin2
-
-    def _check_pin(self, pin: PinInfo) -> PinInfo:
-        for known in self.profile.pins:
-            if known.reference == pin.reference:
-                return known
-        raise NotSupportedError(f"this card has no PIN with reference {pin.reference:02X}")
 
     def _select_for_pin(self, pin: PinInfo) -> None:
         """PIN2 lives in ADF2; PIN1 and the PUK are global."""
@@ -330,7 +308,7 @@ class IdemiaSession:
 
     def pin_status(self, pin: PinInfo) -> PinStatus:
         """GET DATA (odd) of the PIN's security object: 9A maximum, 9B tries left."""
-        pin = self._check_pin(pin)
+        pin = known_pin(self.profile.pins, pin)
         self._select_for_pin(pin)
         query = bytes.fromhex("4D087006BF81") + bytes((pin.reference & 0x0F,)) + bytes.fromhex(
             "02A080")
@@ -347,47 +325,16 @@ class IdemiaSession:
         Raises:
             InvalidPinError, PinBlockedError, PinFormatError (nothing sent), PIN-pad errors.
         """
-        pin = self._check_pin(pin)
+        pin = known_pin(self.profile.pins, pin)
         block = None if value is PINPAD else encode_pin(str(value), pin, PIN_PAD_BYTE)
         self._select_for_pin(pin)
-        self._verify_here(pin, value, block)
-
-    def _verify_here(self, pin: PinInfo, value: PinEntry, block: bytes | None) -> None:
-        if block is None:
-            from agent import pinpad
-
-            template = encode_apdu(0x00, INS_VERIFY, 0x00, pin.reference,
-                                   bytes((PIN_PAD_BYTE,)) * 12)
-            data, sw = pinpad.pinpad_verify(self.channel.connection, template,
-                                            _pinpad_format(pin))
-        else:
-            data, sw = self.channel.transmit(
-                encode_apdu(0x00, INS_VERIFY, 0x00, pin.reference, block))
-        raise_for_pin_sw(sw, data, pin)
-        logger.info("%s verified", pin.name)
+        verify_pin_command(self.channel, pin, block, PIN_PAD_BYTE)
 
     def change_pin(self, pin: PinInfo, old: PinEntry, new: str | None) -> None:
         """CHANGE REFERENCE DATA ``00 24 00 <ref> 18 <old> <new>`` (12-byte FF-padded)."""
-        pin = self._check_pin(pin)
-        if old is PINPAD:
-            if new is not None:
-                raise PinFormatError("with a PIN pad both PINs are entered on the reader")
-            from agent import pinpad
-
-            self._select_for_pin(pin)
-            template = encode_apdu(0x00, INS_CHANGE_REFERENCE_DATA, 0x00, pin.reference,
-                                   bytes((PIN_PAD_BYTE,)) * 24)
-            data, sw = pinpad.pinpad_modify(self.channel.connection, template,
-                                            _pinpad_format(pin), offset_old=0, offset_new=12)
-        else:
-            if not isinstance(new, str):
-                raise PinFormatError(f"the new {pin.name} is missing")
-            body = encode_pin(str(old), pin, PIN_PAD_BYTE) + encode_pin(new, pin, PIN_PAD_BYTE)
-            self._select_for_pin(pin)
-            data, sw = self.channel.transmit(
-                encode_apdu(0x00, INS_CHANGE_REFERENCE_DATA, 0x00, pin.reference, body))
-        raise_for_pin_sw(sw, data, pin)
-        logger.info("%s changed", pin.name)
+        pin = known_pin(self.profile.pins, pin)
+        change_pin_command(self.channel, pin, old, new, PIN_PAD_BYTE,
+                           lambda: self._select_for_pin(pin))
 
     # -- CardSession: signing --------------------------------------------------------
 
@@ -441,7 +388,7 @@ class IdemiaSession:
         self.channel.send_apdu(0x00, INS_MSE, 0x41, template,
                                bytes((0x80, 0x01, algorithm, 0x84, 0x01, slot.key_reference)))
         if pin is not None:
-            self._verify_here(pin_info, pin, block)
+            verify_pin_command(self.channel, pin_info, block, PIN_PAD_BYTE)
         if role is KeyRole.AUTHENTICATION:
             apdu = encode_apdu(0x00, INS_INTERNAL_AUTHENTICATE, 0x00, 0x00, data, le=256)
         else:

@@ -23,11 +23,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from agent.apdu import (
-    INS_CHANGE_REFERENCE_DATA,
-    INS_VERIFY,
     CardChannel,
     SmartCardConnection,
     StatusWord,
@@ -46,27 +44,26 @@ from agent.cards.base import (
 from agent.cards.beid import CertificateCache, PinRequiredError, shared_certificate_cache
 from agent.cards.twopin import (
     PinChangeRequiredError,
+    cached_certificate,
+    change_pin_command,
     ecdsa_algorithms,
     encode_pin,
     fcp_file_size,
     find_tag,
     identity_not_supported,
-    raise_for_pin_sw,
+    known_pin,
     read_binary,
     transmit_signature_command,
+    verify_pin_command,
 )
 from agent.certinfo import holder_name
 from agent.errors import (
     ApduError,
     BadResponseError,
     NotSupportedError,
-    PinFormatError,
     UnsupportedCardError,
 )
 from agent.tlv import iter_ber, trim_der
-
-if TYPE_CHECKING:
-    from agent.pinpad import PinFormat
 
 logger = logging.getLogger(__name__)
 
@@ -176,13 +173,6 @@ def profile_for_atr(atr: bytes) -> ThalesProfile | None:
     return next((p for p in PROFILES.values() if p.matches(atr)), None)
 
 
-def _pinpad_format(pin: PinInfo) -> PinFormat:
-    from agent.pinpad import PinFormat
-
-    return PinFormat(format_string=0x82, pin_block_string=0x0C, length_format=0x00,
-                     min_length=pin.min_length, max_length=pin.max_length)
-
-
 class ThalesSession:
     """A session on one Thales PKCS-15 card (implements :class:`CardSession`)."""
 
@@ -242,27 +232,17 @@ class ThalesSession:
 
     def certificate(self, role: KeyRole) -> bytes | None:
         cache_id = int.from_bytes(self._key(role).path[-2:], "big") | 0x20000
-        found, cached = self._cache.get(self._serial, cache_id)
-        if found:
-            return cached
-        certificate = self._read_certificate_uncached(role)
-        self._cache.put(self._serial, cache_id, certificate)
-        return certificate
+        return cached_certificate(self._cache, self._serial, cache_id,
+                                  lambda: self._read_certificate_uncached(role))
 
     # -- PINs ------------------------------------------------------------------------
 
     def pin_for(self, role: KeyRole) -> PinInfo:
         return self.profile.pin1 if role is KeyRole.AUTHENTICATION else self.profile.pin2
 
-    def _check_pin(self, pin: PinInfo) -> PinInfo:
-        for known in self.profile.pins:
-            if known.reference == pin.reference:
-                return known
-        raise NotSupportedError(f"this card has no PIN with reference {pin.reference:02X}")
-
     def pin_status(self, pin: PinInfo) -> PinStatus:
         """GET DATA ``A0 03 83 01 <ref>``: DF21 tries left, DF2F "changed" flag."""
-        pin = self._check_pin(pin)
+        pin = known_pin(self.profile.pins, pin)
         self.select_application()
         query = bytes((0xA0, 0x03, 0x83, 0x01, pin.reference))
         data = self.channel.send_apdu(0x00, INS_GET_DATA_ODD, 0x00, 0xFF, query,
@@ -295,21 +275,11 @@ class ThalesSession:
             PinChangeRequiredError: EstEID 2025 PIN still the initial one (nothing verified).
             InvalidPinError, PinBlockedError, PinFormatError (nothing sent), PIN-pad errors.
         """
-        pin = self._check_pin(pin)
+        pin = known_pin(self.profile.pins, pin)
         block = None if value is PINPAD else encode_pin(str(value), pin, PIN_PAD_BYTE)
         self._refuse_unchanged(pin)
         self.select_application()
-        if block is None:
-            from agent import pinpad
-
-            template = encode_apdu(0x00, INS_VERIFY, 0x00, pin.reference, bytes(12))
-            data, sw = pinpad.pinpad_verify(self.channel.connection, template,
-                                            _pinpad_format(pin))
-        else:
-            data, sw = self.channel.transmit(
-                encode_apdu(0x00, INS_VERIFY, 0x00, pin.reference, block))
-        raise_for_pin_sw(sw, data, pin)
-        logger.info("%s verified", pin.name)
+        verify_pin_command(self.channel, pin, block, PIN_PAD_BYTE)
 
     def change_pin(self, pin: PinInfo, old: PinEntry, new: str | None) -> None:
         """CHANGE REFERENCE DATA ``00 24 00 <ref> 18 <old> <new>`` (12-byte 00-padded).
@@ -317,28 +287,10 @@ class ThalesSession:
         Raises:
             NotSupportedError: the PUK (it cannot be changed on these cards).
         """
-        pin = self._check_pin(pin)
+        pin = known_pin(self.profile.pins, pin)
         if pin.reference == self.profile.puk.reference:
             raise NotSupportedError("the PUK of this card cannot be changed")
-        if old is PINPAD:
-            if new is not None:
-                raise PinFormatError("with a PIN pad both PINs are entered on the reader")
-            from agent import pinpad
-
-            self.select_application()
-            template = encode_apdu(0x00, INS_CHANGE_REFERENCE_DATA, 0x00, pin.reference,
-                                   bytes(24))
-            data, sw = pinpad.pinpad_modify(self.channel.connection, template,
-                                            _pinpad_format(pin), offset_old=0, offset_new=12)
-        else:
-            if not isinstance(new, str):
-                raise PinFormatError(f"the new {pin.name} is missing")
-            body = encode_pin(str(old), pin, PIN_PAD_BYTE) + encode_pin(new, pin, PIN_PAD_BYTE)
-            self.select_application()
-            data, sw = self.channel.transmit(
-                encode_apdu(0x00, INS_CHANGE_REFERENCE_DATA, 0x00, pin.reference, body))
-        raise_for_pin_sw(sw, data, pin)
-        logger.info("%s changed", pin.name)
+        change_pin_command(self.channel, pin, old, new, PIN_PAD_BYTE, self.select_application)
 
     # -- signing ---------------------------------------------------------------------
 

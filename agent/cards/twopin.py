@@ -14,11 +14,12 @@ Facts from ``/work/shared/reference/other-cards.md`` section 1 (libelectronic-id
 from __future__ import annotations
 
 import logging
-from typing import Final, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from agent.apdu import INS_CHANGE_REFERENCE_DATA, INS_VERIFY, CardChannel, StatusWord, encode_apdu
-from agent.cards.base import KeyRole, PinInfo, SignatureAlgorithm
-from agent.cards.beid import PinRequiredError
+from agent.cards.base import PINPAD, KeyRole, PinEntry, PinInfo, SignatureAlgorithm
+from agent.cards.beid import CertificateCache, PinRequiredError
 from agent.errors import (
     ApduError,
     BadResponseError,
@@ -31,6 +32,9 @@ from agent.errors import (
     PinPadTimeoutError,
 )
 from agent.tlv import iter_ber, parse_ber_header
+
+if TYPE_CHECKING:
+    from agent.pinpad import PinFormat
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,11 @@ __all__ = [
     "fit_hash",
     "ecdsa_algorithms",
     "transmit_pin_command",
+    "known_pin",
+    "pinpad_format",
+    "verify_pin_command",
+    "change_pin_command",
+    "cached_certificate",
     "transmit_signature_command",
     "identity_not_supported",
 ]
@@ -100,6 +109,90 @@ def transmit_pin_command(
     if ins not in (INS_VERIFY, INS_CHANGE_REFERENCE_DATA):
         raise ValueError("not a PIN command")
     return channel.transmit(encode_apdu(0x00, ins, 0x00, pin.reference, body))
+
+
+def known_pin(pins: tuple[PinInfo, ...], pin: PinInfo) -> PinInfo:
+    """The card's own description of the PIN with ``pin``'s reference.
+
+    Raises:
+        NotSupportedError: the card has no such PIN.
+    """
+    for known in pins:
+        if known.reference == pin.reference:
+            return known
+    raise NotSupportedError(f"this card has no PIN with reference {pin.reference:02X}")
+
+
+def pinpad_format(pin: PinInfo) -> PinFormat:
+    """ASCII, left justified at byte 0, 12-byte block, no length field."""
+    from agent.pinpad import PinFormat
+
+    return PinFormat(format_string=0x82, pin_block_string=0x0C, length_format=0x00,
+                     min_length=pin.min_length, max_length=pin.max_length)
+
+
+def verify_pin_command(channel: CardChannel, pin: PinInfo, block: bytes | None, pad: int) -> None:
+    """VERIFY ``00 20 00 <ref> 0C <block>`` once, in the DF already selected; with
+    ``block`` None the reader's PIN pad fills in a ``pad``-padded template.
+
+    Raises:
+        InvalidPinError, PinBlockedError, PinFormatError, PIN-pad errors: see
+        :func:`raise_for_pin_sw`.
+    """
+    if block is None:
+        from agent import pinpad
+
+        template = encode_apdu(0x00, INS_VERIFY, 0x00, pin.reference,
+                               bytes((pad,)) * PIN_BLOCK_LENGTH)
+        data, sw = pinpad.pinpad_verify(channel.connection, template, pinpad_format(pin))
+    else:
+        data, sw = transmit_pin_command(channel, INS_VERIFY, pin, block)
+    raise_for_pin_sw(sw, data, pin)
+    logger.info("%s verified", pin.name)
+
+
+def change_pin_command(
+    channel: CardChannel, pin: PinInfo, old: PinEntry, new: str | None, pad: int,
+    select: Callable[[], None],
+) -> None:
+    """CHANGE REFERENCE DATA ``00 24 00 <ref> 18 <old> <new>`` (each ``pad``-padded to 12
+    bytes); ``old=PINPAD, new=None`` lets the PIN pad collect both. ``select`` makes the
+    PIN's DF current, once the PINs are checked.
+
+    Raises:
+        PinFormatError: a missing or malformed PIN (nothing sent); else as
+        :func:`raise_for_pin_sw`.
+    """
+    if old is PINPAD:
+        if new is not None:
+            raise PinFormatError("with a PIN pad both PINs are entered on the reader")
+        from agent import pinpad
+
+        select()
+        template = encode_apdu(0x00, INS_CHANGE_REFERENCE_DATA, 0x00, pin.reference,
+                               bytes((pad,)) * (2 * PIN_BLOCK_LENGTH))
+        data, sw = pinpad.pinpad_modify(channel.connection, template, pinpad_format(pin),
+                                        offset_old=0, offset_new=PIN_BLOCK_LENGTH)
+    else:
+        if not isinstance(new, str):
+            raise PinFormatError(f"the new {pin.name} is missing")
+        body = encode_pin(str(old), pin, pad) + encode_pin(new, pin, pad)
+        select()
+        data, sw = transmit_pin_command(channel, INS_CHANGE_REFERENCE_DATA, pin, body)
+    raise_for_pin_sw(sw, data, pin)
+    logger.info("%s changed", pin.name)
+
+
+def cached_certificate(
+    cache: CertificateCache, serial: str, cache_id: int, read: Callable[[], bytes | None]
+) -> bytes | None:
+    """A certificate from ``cache`` (``None`` cached too), else ``read()`` and cache it."""
+    found, cached = cache.get(serial, cache_id)
+    if found:
+        return cached
+    certificate = read()
+    cache.put(serial, cache_id, certificate)
+    return certificate
 
 
 def transmit_signature_command(
