@@ -27,6 +27,7 @@ __all__ = [
     "iter_ber",
     "parse_simple_tlv",
     "encode_simple_tlv",
+    "encode_ber",
 ]
 
 
@@ -139,6 +140,20 @@ def parse_simple_tlv(data: bytes) -> list[tuple[int, bytes]]:
         items.append((tag, data[pos : pos + length]))
         pos += length
     return items
+
+
+def encode_ber(tag: int, value: bytes) -> bytes:
+    """Encode one BER-TLV item with a one-byte tag and a DER length (the inverse of
+    :func:`iter_ber` for such items)."""
+    if not 0 <= tag <= 0xFF:
+        raise ValueError("only one-byte tags are encoded here")
+    n = len(value)
+    if n < 0x80:
+        length = bytes((n,))
+    else:
+        size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        length = bytes((0x80 | len(size),)) + size
+    return bytes((tag,)) + length + value
 
 
 def encode_simple_tlv(tag: int, value: bytes) -> bytes:

@@ -25,6 +25,7 @@ from agent.emulator.base import VirtualCard, VirtualConnection
 from agent.errors import AgentError, BadResponseError
 from agent.tlv import (
     der_length,
+    encode_ber,
     encode_simple_tlv,
     iter_ber,
     parse_ber_header,
@@ -63,20 +64,9 @@ def test_iter_ber_and_trim_der_raise_only_bad_response(data: bytes) -> None:
     assert data.startswith(trimmed) and len(trimmed) == der_length(data)
 
 
-def _der(tag: int, value: bytes) -> bytes:
-    n = len(value)
-    if n < 0x80:
-        length = bytes([n])
-    elif n < 0x100:
-        length = bytes([0x81, n])
-    else:
-        length = bytes([0x82, n >> 8, n & 0xFF])
-    return bytes([tag]) + length + value
-
-
 @given(st.binary(max_size=1200), st.integers(min_value=0, max_value=300))
 def test_trim_der_removes_exactly_the_padding(value: bytes, padding: int) -> None:
-    der = _der(0x30, value)
+    der = encode_ber(0x30, value)
     assert trim_der(der + b"\x00" * padding) == der
     assert der_length(der) == len(der)
 
@@ -213,8 +203,8 @@ CARD_DATA_17 = bytes(16) + bytes([0x01, 0x01, 0x01, 0x01, 0x01, 0x17, 0x00, 0x01
 
 @given(st.one_of(
     st.binary(max_size=1200),
-    st.binary(max_size=900).map(lambda v: _der(0x30, v) + b"\x00" * 20),
-    st.binary(max_size=900).map(lambda v: _der(0x30, v)[:-5]),  # shorter than it claims
+    st.binary(max_size=900).map(lambda v: encode_ber(0x30, v) + b"\x00" * 20),
+    st.binary(max_size=900).map(lambda v: encode_ber(0x30, v)[:-5]),  # shorter than it claims
     st.binary(max_size=10).map(lambda v: b"\x30\x84\xff\xff\xff\xff" + v),
 ))
 def test_certificate_read_of_arbitrary_files(content: bytes) -> None:

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_ds
 
 from agent.emulator.base import VirtualCard
 from agent.emulator.vpcd import REMOVE
+from agent.tlv import encode_ber
 
 logger = logging.getLogger(__name__)
 
@@ -159,83 +160,72 @@ def _parse_pin_block(block: bytes) -> str | None:
 # --------------------------------------------------------------------------- DER helpers
 
 
-def _tlv(tag: int, value: bytes) -> bytes:
-    n = len(value)
-    if n < 0x80:
-        length = bytes([n])
-    elif n < 0x100:
-        length = bytes([0x81, n])
-    else:
-        length = bytes([0x82, n >> 8, n & 0xFF])
-    return bytes([tag]) + length + value
-
-
 def _seq(*items: bytes) -> bytes:
-    return _tlv(0x30, b"".join(items))
+    return encode_ber(0x30, b"".join(items))
 
 
 def _path(path: bytes) -> bytes:
-    return _seq(_tlv(0x04, path))
+    return _seq(encode_ber(0x04, path))
 
 
 def _utf8(text: str) -> bytes:
-    return _tlv(0x0C, text.encode())
+    return encode_ber(0x0C, text.encode())
 
 
 def _int(value: int) -> bytes:
-    return _tlv(0x02, value.to_bytes((value.bit_length() + 8) // 8 or 1, "big"))
+    return encode_ber(0x02, value.to_bytes((value.bit_length() + 8) // 8 or 1, "big"))
 
 
-FLAGS_PRIVATE_MODIFIABLE = _tlv(0x03, b"\x06\xc0")
-AUTH_ID = _tlv(0x04, b"\x01")
-USAGE_SIGN = _tlv(0x03, b"\x05\x20")
-USAGE_NON_REPUDIATION = _tlv(0x03, b"\x06\x00\x40")
-ACCESS_FLAGS = _tlv(0x03, b"\x03\xb8")  # sensitive, alwaysSensitive, neverExtractable, local
+FLAGS_PRIVATE_MODIFIABLE = encode_ber(0x03, b"\x06\xc0")
+AUTH_ID = encode_ber(0x04, b"\x01")
+USAGE_SIGN = encode_ber(0x03, b"\x05\x20")
+USAGE_NON_REPUDIATION = encode_ber(0x03, b"\x06\x00\x40")
+ACCESS_FLAGS = encode_ber(0x03, b"\x03\xb8")  # sensitive, alwaysSensitive, neverExtractable, local
 DF_BELPIC_PATH = bytes.fromhex("3F00DF00")
 
 
 def _dir_file() -> bytes:
-    return _tlv(
+    return encode_ber(
         0x61,
-        _tlv(0x4F, BELPIC_AID)
-        + _tlv(0x50, b"BELPIC")
-        + _tlv(0x51, DF_BELPIC_PATH)
-        + _tlv(0x73, _tlv(0x06, bytes.fromhex("603802"))),
+        encode_ber(0x4F, BELPIC_AID)
+        + encode_ber(0x50, b"BELPIC")
+        + encode_ber(0x51, DF_BELPIC_PATH)
+        + encode_ber(0x73, encode_ber(0x06, bytes.fromhex("603802"))),
     )
 
 
 def _odf() -> bytes:
     return (
-        _tlv(0xA0, _path(DF_BELPIC_PATH + b"\x50\x35"))
-        + _tlv(0xA4, _path(DF_BELPIC_PATH + b"\x50\x37"))
-        + _tlv(0xA8, _path(DF_BELPIC_PATH + b"\x50\x34"))
+        encode_ber(0xA0, _path(DF_BELPIC_PATH + b"\x50\x35"))
+        + encode_ber(0xA4, _path(DF_BELPIC_PATH + b"\x50\x37"))
+        + encode_ber(0xA8, _path(DF_BELPIC_PATH + b"\x50\x34"))
     )
 
 
 def _token_info(serial: bytes, versions: bytes) -> bytes:
     return _seq(
-        _tlv(0x02, b"\x00"),
-        _tlv(0x04, serial),
-        _tlv(0x80, b"BELPIC"),
-        _tlv(0x03, b"\x04\x30"),  # prnGeneration, eidCompliant
-        _tlv(0x9E, versions),
+        encode_ber(0x02, b"\x00"),
+        encode_ber(0x04, serial),
+        encode_ber(0x80, b"BELPIC"),
+        encode_ber(0x03, b"\x04\x30"),  # prnGeneration, eidCompliant
+        encode_ber(0x9E, versions),
     )
 
 
 def _aodf() -> bytes:
     pin_attrs = _seq(
-        _tlv(0x03, b"\x02\x0c"),  # initialized, needs-padding
-        _tlv(0x0A, b"\x00"),  # bcd (the card really takes format 2 blocks)
+        encode_ber(0x03, b"\x02\x0c"),  # initialized, needs-padding
+        encode_ber(0x0A, b"\x00"),  # bcd (the card really takes format 2 blocks)
         _int(4),
         _int(8),
-        _tlv(0x80, bytes([PIN_REFERENCE])),
-        _tlv(0x04, b"\xff"),
+        encode_ber(0x80, bytes([PIN_REFERENCE])),
+        encode_ber(0x04, b"\xff"),
         _path(b"\x3f\x00"),
     )
     return _seq(
         _seq(_utf8("Basic PIN"), FLAGS_PRIVATE_MODIFIABLE),
-        _seq(_tlv(0x04, bytes([PIN_REFERENCE]))),
-        _tlv(0xA1, pin_attrs),
+        _seq(encode_ber(0x04, bytes([PIN_REFERENCE]))),
+        encode_ber(0xA1, pin_attrs),
     )
 
 
@@ -248,10 +238,10 @@ def _prkdf(profile: AppletProfile) -> bytes:
         common = _utf8(label) + FLAGS_PRIVATE_MODIFIABLE + AUTH_ID
         if consent:
             common += _int(1)  # userConsent
-        key_attrs = _seq(_tlv(0x04, bytes([key_id])), usage, ACCESS_FLAGS, _int(key_ref))
-        type_attrs = _tlv(0xA1, _seq(_path(DF_BELPIC_PATH), _int(profile.key_bits)))
+        key_attrs = _seq(encode_ber(0x04, bytes([key_id])), usage, ACCESS_FLAGS, _int(key_ref))
+        type_attrs = encode_ber(0xA1, _seq(_path(DF_BELPIC_PATH), _int(profile.key_bits)))
         body = _seq(common) + key_attrs + type_attrs
-        entries.append(_tlv(profile.prkdf_tag, body))
+        entries.append(encode_ber(profile.prkdf_tag, body))
     return b"".join(entries)
 
 
@@ -264,9 +254,9 @@ def _cdf(with_signing_cert: bool) -> tuple[bytes, int]:
         ("CA", 4, 0x503A, True),
         ("Root", 6, 0x503B, True),
     ):
-        cert_attrs = _tlv(0x04, bytes([cert_id]))
+        cert_attrs = encode_ber(0x04, bytes([cert_id]))
         if authority:
-            cert_attrs += _tlv(0x01, b"\xff")
+            cert_attrs += encode_ber(0x01, b"\xff")
         path = _path(DF_BELPIC_PATH + fid.to_bytes(2, "big"))
         entries.append(
             (
@@ -274,7 +264,7 @@ def _cdf(with_signing_cert: bool) -> tuple[bytes, int]:
                 _seq(
                     _seq(_utf8(label), FLAGS_PRIVATE_MODIFIABLE, AUTH_ID),
                     _seq(cert_attrs),
-                    _tlv(0xA1, _seq(path)),
+                    encode_ber(0xA1, _seq(path)),
                 ),
             )
         )

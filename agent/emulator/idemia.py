@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from agent.emulator.beid import DIGEST_INFO_PREFIX, _rsa_pkcs1_raw, ecdsa_raw
 from agent.emulator.iso_card import Apdu, CardError, IsoCard, Node, PinState, sw_bytes
 from agent.emulator.pki_other import HolderKeys, OtherPki, document_number
+from agent.tlv import encode_ber
 
 logger = logging.getLogger(__name__)
 
@@ -85,22 +86,15 @@ class IdemiaCardData:
     slot_variant: int = 1  # LV: 1 = 3401/81 + 341F/9F, 2 = 3402/82 + 341E/9E
 
 
-def _tlv(tag: int, value: bytes) -> bytes:
-    n = len(value)
-    length = bytes((n,)) if n < 0x80 else bytes((0x81, n)) if n < 0x100 else bytes(
-        (0x82, n >> 8, n & 0xFF))
-    return bytes((tag,)) + length + value
-
-
 def _pkcs15_files(cert_fid: int, key_ref: int, rsa_key: bool, label: str) -> list[Node]:
     """EF.OD, CDF and PrKDF of one ADF, the way the Latvian card has them."""
-    od = _tlv(0xA4, _tlv(0x30, _tlv(0x04, b"\x70\x05"))) + _tlv(
-        0xA0, _tlv(0x30, _tlv(0x04, b"\x70\x01")))
-    common = _tlv(0x30, _tlv(0x0C, label.encode()))
-    cdf = _tlv(0x30, common + _tlv(0x30, _tlv(0x04, bytes((key_ref,)))) + _tlv(
-        0xA1, _tlv(0x30, _tlv(0x30, _tlv(0x04, cert_fid.to_bytes(2, "big"))))))
-    key_attrs = _tlv(0x30, _tlv(0x02, bytes((0x00, key_ref))))
-    prkdf = _tlv(0x30 if rsa_key else 0xA0, common + key_attrs)
+    od = encode_ber(0xA4, encode_ber(0x30, encode_ber(0x04, b"\x70\x05"))) + encode_ber(
+        0xA0, encode_ber(0x30, encode_ber(0x04, b"\x70\x01")))
+    common = encode_ber(0x30, encode_ber(0x0C, label.encode()))
+    cdf = encode_ber(0x30, common + encode_ber(0x30, encode_ber(0x04, bytes((key_ref,)))) + encode_ber(
+        0xA1, encode_ber(0x30, encode_ber(0x30, encode_ber(0x04, cert_fid.to_bytes(2, "big"))))))
+    key_attrs = encode_ber(0x30, encode_ber(0x02, bytes((0x00, key_ref))))
+    prkdf = encode_ber(0x30 if rsa_key else 0xA0, common + key_attrs)
     return [Node(0x5031, content=od), Node(0x7005, content=cdf), Node(0x7001, content=prkdf)]
 
 
@@ -120,7 +114,7 @@ class IdemiaCard(IsoCard):
                 data.keys.auth.key, ec.EllipticCurvePrivateKey):
             raise ValueError("the Estonian card has EC keys")
         mf = Node(0x3F00, aid=MAIN_AID)
-        mf.add(Node(0xD003, content=_tlv(0x04, data.document_number.encode())))
+        mf.add(Node(0xD003, content=encode_ber(0x04, data.document_number.encode())))
         adf1 = mf.add(Node(ADF1, aid=AWP_AID))
         adf2 = mf.add(Node(ADF2, aid=QSCD_AID))
         adf1.add(Node(auth_fid, content=data.keys.auth_der))

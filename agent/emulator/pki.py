@@ -51,6 +51,7 @@ from agent.emulator.beid import (
     basic_public_key_file,
     data_signature_file,
 )
+from agent.tlv import encode_simple_tlv
 
 logger = logging.getLogger(__name__)
 
@@ -160,12 +161,6 @@ def birth_date_text(date: dt.date, language: str) -> str:
 # --------------------------------------------------------------------------- files
 
 
-def _tlv(tag: int, value: bytes) -> bytes:
-    """A BELPIC simple-TLV: lengths of 255 and more are a run of FF then one byte."""
-    length = len(value)
-    return bytes([tag]) + b"\xff" * (length // 255) + bytes([length % 255]) + value
-
-
 def _date(d: dt.date) -> bytes:
     return f"{d.day:02d}.{d.month:02d}.{d.year:04d}".encode()
 
@@ -209,15 +204,15 @@ def build_identity_file(
         fields.append((0x12, holder.duplicate.encode()))
     if basic_key_hash is not None:
         fields.append((0x1A, basic_key_hash))
-    return b"".join(_tlv(tag, value) for tag, value in fields)
+    return b"".join(encode_simple_tlv(tag, value) for tag, value in fields)
 
 
 def build_address_file(holder: Holder) -> bytes:
     """EF(ID#Address) 4033 without its zero padding (the card pads it to 117 bytes)."""
     return (
-        _tlv(0x01, holder.street.encode())
-        + _tlv(0x02, holder.zip_code.encode())
-        + _tlv(0x03, holder.municipality.encode())
+        encode_simple_tlv(0x01, holder.street.encode())
+        + encode_simple_tlv(0x02, holder.zip_code.encode())
+        + encode_simple_tlv(0x03, holder.municipality.encode())
     )
 
 
