@@ -24,6 +24,7 @@ from agent.cards.beid import (
     ecdsa_raw_to_der,
     encode_pin_block,
     open_session,
+    resume_session,
 )
 from agent.errors import (
     InvalidPinError,
@@ -46,6 +47,7 @@ SELECT_APPLET = "00A404000F A00000003029057000AD13100101FF"
 SELECT_MF = "00A4020C02 3F00"
 SELECT_DF00 = "00A4020C02 DF00"
 SELECT_DF01 = "00A4020C02 DF01"
+SELECT_BELPIC_PATH = "00A4080C02 DF00"  # before MSE SET
 
 
 def _select(fid: int) -> str:
@@ -358,13 +360,37 @@ def test_pin_status_without_spending_a_try() -> None:
     conn.assert_done()
 
 
-def test_pin_status_18_falls_back_to_card_data() -> None:
+def test_pin_status_18_from_card_data_until_a_pin_command() -> None:
+    """On 1.8 the counter the session's GET CARD DATA (P2=01) read answers without a
+    command; after a PIN command it is stale: VERIFY Lc=0, GET CARD DATA if refused."""
     conn, session = session_for(
         CARD_DATA_18,
+        Step(PIN_1234, sw=0x63C2),
         Step("00200001", sw=0x6700),
-        Step("80E400011F", CARD_DATA_18 + bytes.fromhex("01FFFF")),
+        Step("80E400011F", CARD_DATA_18 + bytes.fromhex("02FFFF")),
     )
+    assert session.pin_status(PIN).tries_left == 3  # open_steps' GET CARD DATA: 03
+    assert len(conn.sent) == len(open_steps(CARD_DATA_18))
+    with pytest.raises(InvalidPinError):
+        session.verify_pin(PIN, "1234")
+    assert session.pin_status(PIN).tries_left == 2
+    conn.assert_done()
+
+
+def test_resume_sends_one_get_card_data_and_falls_back_to_detection() -> None:
+    cache = CertificateCache()
+    conn = ScriptedConnection(open_steps(CARD_DATA_18))
+    known = open_session(conn, cache, resend_delay=0).resume_state
+    conn = ScriptedConnection([Step("80E400011F", CARD_DATA_18 + bytes.fromhex("01FFFF"))])
+    session = resume_session(conn, cache, known, resend_delay=0)
+    assert session.info.serial == SERIAL.hex().upper()
     assert session.pin_status(PIN).tries_left == 1
+    conn.assert_done()
+    # Another program selected something else: 6D00, then the whole detection.
+    steps = open_steps(CARD_DATA_18)
+    conn = ScriptedConnection([Step("80E400011F", sw=0x6D00), *steps[:3]])
+    session = resume_session(conn, cache, known, resend_delay=0)
+    assert session.info.serial == SERIAL.hex().upper()
     conn.assert_done()
 
 
@@ -433,8 +459,7 @@ def test_pinpad_sign_verifies_on_the_reader() -> None:
     digest = hashlib.sha256(b"x").digest()
     conn, session = pinpad_session(b"\x90\x00")
     conn.add(
-        Step(SELECT_MF),
-        Step(SELECT_DF00),
+        Step(SELECT_BELPIC_PATH),
         Step("0022 41B6 05 04 80 08 84 83"),
         Step("002A9E9A20" + digest.hex(), sw=0x6100),
         Step("00C0000000", bytes(256)),
@@ -454,8 +479,7 @@ def test_sign_17_authentication_sha256_pin_once() -> None:
     signature = bytes(range(256))
     conn, session = session_for(
         CARD_DATA_17,
-        Step(SELECT_MF),
-        Step(SELECT_DF00),
+        Step(SELECT_BELPIC_PATH),
         Step("002241B605 0480088482"),
         Step("002A9E9A20" + digest.hex(), sw=0x6100),  # no Le, T=0 style
         Step("00C0000000", signature),
@@ -469,8 +493,7 @@ def test_sign_17_signing_sha384_uses_digest_info_and_pin_right_before() -> None:
     digest_info = bytes.fromhex("3041300D060960864801650304020205000430") + digest
     conn, session = session_for(
         CARD_DATA_17,
-        Step(SELECT_MF),
-        Step(SELECT_DF00),
+        Step(SELECT_BELPIC_PATH),
         Step("002241B605 0480018483"),
         Step(PIN_1234),
         Step(f"002A9E9A{len(digest_info):02X}" + digest_info.hex(), bytes(256)),
@@ -487,8 +510,7 @@ def test_sign_17_algorithm_bytes(hash_function: str, padding: str | None, algori
     digest = bytes(32 if hash_function == "SHA-256" else 20)
     conn, session = session_for(
         CARD_DATA_17,
-        Step(SELECT_MF),
-        Step(SELECT_DF00),
+        Step(SELECT_BELPIC_PATH),
         Step(f"002241B605 0480{algorithm:02X}8482"),
         Step(PIN_1234),
         Step(f"002A9E9A{len(digest):02X}" + digest.hex(), b"\x01" * 256),
@@ -514,8 +536,7 @@ def test_sign_18_ecdsa_signing_key(hash_function: str, length: int, algorithm: i
     raw = bytes(range(1, 97))
     conn, session = session_for(
         CARD_DATA_18,
-        Step(SELECT_MF),
-        Step(SELECT_DF00),
+        Step(SELECT_BELPIC_PATH),
         Step(f"002241B605 0480{algorithm:02X}8483"),
         Step(PIN_1234),
         Step(f"002A9E9A{length:02X}" + digest.hex(), sw=0x6160),
@@ -529,8 +550,7 @@ def test_sign_18_authentication_data_directly() -> None:
     digest = bytes(48)
     conn, session = session_for(
         CARD_DATA_18,
-        Step(SELECT_MF),
-        Step(SELECT_DF00),
+        Step(SELECT_BELPIC_PATH),
         Step("002241B605 0480028482"),
         Step("002A9E9A30" + digest.hex(), b"\x07" * 96),
     )
@@ -549,8 +569,7 @@ def test_signing_key_without_pin_sends_nothing() -> None:
 def test_authentication_without_pin_when_card_wants_it() -> None:
     conn, session = session_for(
         CARD_DATA_18,
-        Step(SELECT_MF),
-        Step(SELECT_DF00),
+        Step(SELECT_BELPIC_PATH),
         Step("002241B605 0480028482"),
         Step("002A9E9A30" + bytes(48).hex(), sw=0x6982),
     )
@@ -562,8 +581,7 @@ def test_authentication_without_pin_when_card_wants_it() -> None:
 def test_wrong_pin_stops_before_pso() -> None:
     conn, session = session_for(
         CARD_DATA_18,
-        Step(SELECT_MF),
-        Step(SELECT_DF00),
+        Step(SELECT_BELPIC_PATH),
         Step("002241B605 0480028483"),
         Step(PIN_1234, sw=0x63C2),
     )

@@ -420,8 +420,8 @@ def test_pin_pad_reader_uses_secure_entry(data18: Any) -> None:
             typed = "1234" if pin is PINPAD else pin
             return self._inner.sign(role, digest, hash_function, typed, **kw)
 
-    def opener(connection: Any, cache: Any) -> Any:
-        return KeypadSession(registry.open_session(connection, cache))
+    def opener(connection: Any, cache: Any, known: Any = None) -> Any:
+        return KeypadSession(registry.open_session(connection, cache, known))
 
     async def scenario() -> None:
         backend = VirtualBackend()

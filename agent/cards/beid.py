@@ -11,9 +11,12 @@ Speaks APDUs through a :class:`~agent.apdu.CardChannel` (T=0: ``61xx`` GET RESPO
   non-zero offset is the end of the file (the card gives no file length);
 * certificates are trimmed to their DER length; an all-zero file means "not issued";
 * one PIN (reference 01) for both keys, format-2 PIN block ``2L`` + BCD + ``F`` padding;
-* signing: SELECT ``3F00 DF00``, MSE SET ``00 22 41 B6 05 04 80 <alg> 84 <key>``, VERIFY,
-  PSO:CDS ``00 2A 9E 9A`` (no Le). The signing key 83 needs the PIN right before each
-  signature.
+* signing: SELECT ``DF00`` by path (``00 A4 08 0C 02 DF 00``), MSE SET
+  ``00 22 41 B6 05 04 80 <alg> 84 <key>``, VERIFY, PSO:CDS ``00 2A 9E 9A`` (no Le). The
+  signing key 83 needs the PIN right before each signature;
+* a card identified before in the same reader resumes with one GET CARD DATA instead of
+  the detection (:func:`resume_session`), which also gives the serial to check and, on
+  1.8, the PIN counter.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ __all__ = [
     "PinRequiredError",
     "IdentitySignatureError",
     "open_session",
+    "resume_session",
     "encode_pin_block",
     "validate_pin",
     "ecdsa_raw_to_der",
@@ -318,6 +322,9 @@ class BeidSession:
         self.card_data = card_data
         self._cache = cache
         self._current_df: int | None = None  # unknown until we select it ourselves
+        # card_data.pin_tries_left was read in this transaction and no PIN command was
+        # sent since: pin_status() answers from it without a command.
+        self._tries_fresh = card_data.pin_tries_left is not None
         auth = self.read_certificate(BeidFile.CERT_AUTHENTICATION)
         self.info = CardInfo(
             card_type=f"BE eID (applet {card_data.applet_label})",
@@ -331,6 +338,11 @@ class BeidSession:
     @property
     def connection(self) -> SmartCardConnection:
         return self.channel.connection
+
+    @property
+    def resume_state(self) -> CardData:
+        """What :func:`resume_session` needs to skip the detection next time."""
+        return self.card_data
 
     @property
     def applet_version(self) -> int:
@@ -354,6 +366,26 @@ class BeidSession:
                 self._current_df = None
                 raise _apdu_error(sw, b"", f"SELECT {fid:04X}")
         self._current_df = df
+
+    def _select_belpic_df(self) -> None:
+        """Make the BELPIC DF current with one SELECT by path (``00 A4 08 0C 02 DF 00``;
+        the MF left out, as RM17/RM18 write paths). If the card refuses paths (6A86/6A87)
+        the FID walk ``3F00 / DF00``; if it does not find the DF (6A82) or no longer knows
+        the command (6D00/6E00: another program selected something else), the applet is
+        selected again and the path retried once."""
+        apdu = encode_apdu(0x00, INS_SELECT, 0x08, 0x0C, DF_BELPIC.to_bytes(2, "big"))
+        _data, sw = self.channel.transmit(apdu)
+        if sw in (StatusWord.FILE_NOT_FOUND, StatusWord.INS_NOT_SUPPORTED, StatusWord.CLA_NOT_SUPPORTED):
+            logger.info("SELECT DF00 by path answered %04X: selecting the applet again", sw)
+            _select_application(self.channel)
+            _data, sw = self.channel.transmit(apdu)
+        if sw in (StatusWord.INCORRECT_P1_P2, StatusWord.LC_INCONSISTENT):
+            self._select_df(DF_BELPIC)
+            return
+        if sw != StatusWord.OK:
+            self._current_df = None
+            raise _apdu_error(sw, b"", "SELECT DF00")
+        self._current_df = DF_BELPIC
 
     def select_file(self, file: BeidFile) -> None:
         """SELECT an EF by FID, first walking ``3F00 / DFxx`` unless that DF is current."""
@@ -454,8 +486,16 @@ class BeidSession:
 
     def pin_status(self, pin: PinInfo = PIN) -> PinStatus:
         """Tries left and whether the PIN is verified, via VERIFY with no data (Lc=0),
-        which does not spend a try on applets 1.7 and 1.8."""
+        which does not spend a try on applets 1.7 and 1.8.
+
+        On 1.8, when this session read the counter with GET CARD DATA (P2=01) and sent no
+        PIN command since, the answer comes from there (no command; ``verified`` is then
+        not known and given as False).
+        """
         self._check_pin(pin)
+        tries = self.card_data.pin_tries_left
+        if self._tries_fresh and tries is not None:
+            return PinStatus(pin=PIN, tries_left=tries, blocked=tries == 0)
         _data, sw = self.channel.transmit(encode_apdu(0x00, INS_VERIFY, 0x00, PIN_REFERENCE))
         if sw == StatusWord.OK:
             return PinStatus(pin=PIN, tries_left=PIN.max_tries, verified=True)
@@ -504,6 +544,7 @@ class BeidSession:
             PinPadTimeoutError, PinPadCancelledError: PIN-pad outcomes.
         """
         self._check_pin(pin)
+        self._tries_fresh = False
         if value is PINPAD:
             data, sw = self._pinpad_verify()
         else:
@@ -522,6 +563,7 @@ class BeidSession:
             InvalidPinError, PinBlockedError, PinFormatError (nothing sent), PIN-pad errors.
         """
         self._check_pin(pin)
+        self._tries_fresh = False
         if old is PINPAD:
             if new is not None:
                 raise PinFormatError("with a PIN pad both PINs are entered on the reader")
@@ -604,7 +646,7 @@ class BeidSession:
         *,
         padding: str | None = None,
     ) -> bytes:
-        """Sign a digest: SELECT 3F00 DF00, MSE SET, VERIFY (when ``pin``), PSO:CDS.
+        """Sign a digest: SELECT DF00 (by path), MSE SET, VERIFY (when ``pin``), PSO:CDS.
 
         Returns raw ``r || s`` on applet 1.8 (see :func:`ecdsa_raw_to_der`), the RSA
         signature on 1.7. The signing key needs ``pin`` every time.
@@ -620,7 +662,7 @@ class BeidSession:
             raise PinRequiredError("the signing key needs the PIN for every signature")
         if isinstance(pin, str):
             validate_pin(pin)
-        self._select_df(DF_BELPIC)  # eid-mw: the BELPIC DF must be current (>= 1.7)
+        self._select_belpic_df()  # eid-mw: the BELPIC DF must be current (>= 1.7)
         self.channel.send_apdu(0x00, INS_MSE, 0x41, 0xB6, bytes((0x04, 0x80, algorithm, 0x84, key)))
         if pin is not None:
             self.verify_pin(PIN, pin)
@@ -759,3 +801,39 @@ def open_session(
         )
     logger.debug("Belgian eID, applet %s, serial %s", card_data.applet_label, card_data.serial_hex)
     return BeidSession(channel, card_data, shared_certificate_cache if cache is None else cache)
+
+
+def resume_session(
+    connection: SmartCardConnection,
+    cache: CertificateCache | None,
+    known: CardData,
+    *,
+    resend_delay: float = RESEND_DELAY,
+) -> BeidSession:
+    """A session on a card identified before in this reader (``known``: its
+    :attr:`BeidSession.resume_state`), with one command instead of the detection.
+
+    Sends GET CARD DATA (P2=01 with the PIN counter on 1.8, P2=00 on 1.7) without selecting
+    the applet first (it is the card's default, re-selected by any reset). Its answer shows
+    the applet still answers and gives the serial, which may differ from ``known``'s: the
+    caller compares it with the card it expects. Falls back to :func:`open_session` when the
+    card answers anything else (another program selected another application, or another
+    kind of card is in the reader).
+
+    Raises:
+        UnsupportedCardError: after the fallback, not a supported Belgian eID.
+    """
+    cache = shared_certificate_cache if cache is None else cache
+    channel = CardChannel(connection, resend_delay=resend_delay)
+    p2, le = (0x01, 0x1F) if known.applet_version >= APPLET_18 else (0x00, 0x1C)
+    data, sw = channel.transmit(encode_apdu(CLA_PROPRIETARY, INS_GET_CARD_DATA, 0, p2, le=le))
+    card_data = None
+    if sw == StatusWord.OK:
+        try:
+            card_data = CardData.parse(data)
+        except BadResponseError:
+            card_data = None
+    if card_data is None or card_data.applet_version != known.applet_version:
+        logger.info("GET CARD DATA answered %04X: detecting the card again", sw)
+        return open_session(connection, cache, resend_delay=resend_delay)
+    return BeidSession(channel, card_data, cache)

@@ -19,7 +19,7 @@ import binascii
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from agent.apdu import SmartCardConnection
@@ -79,22 +79,60 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-SessionOpener = Callable[[SmartCardConnection, Any], CardSession]
+SessionOpener = Callable[..., CardSession]  # (connection, cache[, known]) -> session
 EventSink = Callable[[dict[str, Any]], None]
 
 
 @dataclass
 class _CardState:
-    """What the core remembers about the card in one reader (event-loop side only)."""
+    """What the core remembers about the card in one reader (event-loop side only).
+
+    A new one per insertion, dropped on removal, so all of it is about one card. What an
+    operation read from the card is kept so that the next one need not read it again:
+
+    * ``known``: the driver's resume token (a session opens without the detection commands);
+    * ``certificates``: per key, the certificate and its signature algorithms;
+    * ``pins`` / ``pin_statuses``: the PIN of each key and its last known tries left, shown
+      in the next PIN dialog without a card job. The job that sends the PIN first checks
+      the card's counter is no lower (another program may have spent a try) — see
+      :func:`_confirm_pin_status`.
+
+    If a card job meets another card (its serial differs), all of it is forgotten.
+    """
 
     info: CardInfo | None = None
     pin_blocked: bool = False
     unsupported: bool = False
+    known: registry.KnownCard | None = None
+    certificates: dict[KeyRole, tuple[bytes | None, tuple[SignatureAlgorithm, ...]]] = field(
+        default_factory=dict
+    )
+    pins: dict[KeyRole, PinInfo] = field(default_factory=dict)
+    pin_statuses: dict[PinInfo, PinStatus] = field(default_factory=dict)
+
+    def seen(self, info: CardInfo, known: registry.KnownCard | None) -> None:
+        """A card job on this reader opened a session on the card ``info``."""
+        if self.info is not None and self.info.serial != info.serial:
+            self.certificates.clear()
+            self.pins.clear()
+            self.pin_statuses.clear()
+        self.info = info
+        self.known = known
+
+    def remember_pin(self, serial: str, pin: PinInfo, status: PinStatus | None) -> None:
+        """Keep ``status`` for the next dialog, or forget it (unknown, blocked, must change:
+        those are always read again, another program may have changed them)."""
+        if self.info is None or self.info.serial != serial:
+            return
+        if status is None or status.blocked or status.must_change or status.tries_left is None:
+            self.pin_statuses.pop(pin, None)
+        else:
+            self.pin_statuses[pin] = status
 
 
 @dataclass(frozen=True)
 class _PinPlan:
-    """Everything a PIN dialog needs, read from the card before asking."""
+    """Everything a PIN dialog needs, read from the card (or remembered) before asking."""
 
     reader: str
     epoch: int  # AgentService.card_epoch when the operation picked the card
@@ -103,6 +141,29 @@ class _PinPlan:
     status: PinStatus
     pinpad_verify: bool
     pinpad_modify: bool
+    probed: bool = True  # status read for this request; else remembered, confirmed later
+
+
+class _PinStatusChanged(Exception):
+    """In the job that would send the PIN, before sending it: the card's PIN status is
+    worse than the dialog showed (another program spent a try or blocked the PIN)."""
+
+    def __init__(self, status: PinStatus) -> None:
+        super().__init__(f"{status.pin.name}: {status.tries_left} tries left")
+        self.status = status
+
+
+def _confirm_pin_status(session: CardSession, pin: PinInfo, shown: int | None) -> None:
+    """Raise :class:`_PinStatusChanged` unless the card has at least the tries ``shown``.
+
+    Raises:
+        _PinStatusChanged: fewer tries (or blocked, or a PIN that must be changed first).
+    """
+    status = session.pin_status(pin)
+    expected = shown if shown is not None else pin.max_tries
+    fewer = status.tries_left is not None and status.tries_left < expected
+    if status.blocked or status.must_change or fewer:
+        raise _PinStatusChanged(status)
 
 
 def _card_json(info: CardInfo | None) -> dict[str, Any] | None:
@@ -282,24 +343,70 @@ class AgentService:
 
         ``expect_serial`` makes sure it is still the same card as when the operation began.
         """
-        state = self._state(reader)
-        opener, cache = self._open_session, self._card_cache
+        _info, result = await self._card_job(reader, work, expect_serial=expect_serial)
+        return result
 
-        def job(connection: SmartCardConnection) -> tuple[CardInfo, T]:
-            session = opener(connection, cache)
+    async def _card_job(
+        self,
+        reader: str,
+        work: Callable[[CardSession], T],
+        *,
+        expect_serial: str | None = None,
+    ) -> tuple[CardInfo, T]:
+        """:meth:`card_job`, also giving the card's info.
+
+        The session resumes without the driver's detection when the card in ``reader`` was
+        identified since its insertion (the driver still confirms the card and gives its
+        serial, checked against ``expect_serial`` before ``work`` runs).
+        """
+        state = self._state(reader)
+        opener, cache, known = self._open_session, self._card_cache, state.known
+
+        def job(
+            connection: SmartCardConnection,
+        ) -> tuple[CardInfo, registry.KnownCard | None, T]:
+            if known is None:
+                session = opener(connection, cache)
+            else:
+                session = opener(connection, cache, known)
             if expect_serial is not None and session.info.serial != expect_serial:
                 raise CardRemovedError("another card was put in the reader")
-            return session.info, work(session)
+            return session.info, registry.known_card(session), work(session)
 
         try:
-            info, result = await asyncio.wrap_future(self.backend.run(reader, job))
+            info, resume, result = await asyncio.wrap_future(self.backend.run(reader, job))
         except NoCardError:
             if expect_serial is not None:
                 raise CardRemovedError("the card was removed") from None
             raise
         if self._cards.get(reader) is state:
-            state.info = info
-        return result
+            state.seen(info, resume)
+        return info, result
+
+    async def card_certificate(
+        self, reader: str, role: KeyRole
+    ) -> tuple[CardInfo, bytes | None, list[SignatureAlgorithm]]:
+        """The card in ``reader``: its info, its certificate for ``role`` (None: none on
+        the card) and what that key can do. Read once per inserted card."""
+        state = self._state(reader)
+        remembered = state.certificates.get(role)
+        if state.info is not None and remembered is not None:
+            return state.info, remembered[0], list(remembered[1])
+
+        def read(session: CardSession) -> tuple[bytes | None, list[SignatureAlgorithm]]:
+            return session.certificate(role), session.signature_algorithms(role)
+
+        info, (certificate, algorithms) = await self._card_job(reader, read)
+        if self._cards.get(reader) is state and state.info == info:
+            state.certificates[role] = (certificate, tuple(algorithms))
+        return info, certificate, algorithms
+
+    def _remember_pin(
+        self, reader: str, serial: str, pin: PinInfo, status: PinStatus | None
+    ) -> None:
+        state = self._cards.get(reader)
+        if state is not None:
+            state.remember_pin(serial, pin, status)
 
     async def _identify(self, reader: str) -> None:
         """Read the type, holder and serial of the card in ``reader`` (for tray and status)."""
@@ -689,14 +796,43 @@ class ClientSession:
             await asyncio.gather(asking, return_exceptions=True)  # closed, and retrieved
 
     async def _plan_pin(
-        self, reader: str, epoch: int, pin_for: Callable[[CardSession], PinInfo]
+        self,
+        reader: str,
+        epoch: int,
+        pin_for: Callable[[CardSession], PinInfo],
+        *,
+        role: KeyRole | None = None,
+        info: CardInfo | None = None,
     ) -> _PinPlan:
-        def read(session: CardSession) -> tuple[CardInfo, PinInfo, PinStatus]:
-            pin = pin_for(session)
-            return session.info, pin, session.pin_status(pin)
+        """The PIN to ask for and its status, for the dialog.
 
-        info, pin, status = await self._service.card_job(reader, read)
-        features = self._service.reader_info(reader)
+        With ``role`` and ``info`` (the card the operation read), a status remembered for
+        that card's ``role`` PIN spares the card job (the job that sends the PIN confirms
+        it first); else one card job reads it, on the card ``info`` when given.
+        """
+        service = self._service
+        state = service._cards.get(reader)
+        remembered: tuple[PinInfo, PinStatus] | None = None
+        if role is not None and info is not None and state is not None and state.info == info:
+            known_pin = state.pins.get(role)
+            known = state.pin_statuses.get(known_pin) if known_pin is not None else None
+            remembered = (known_pin, known) if known_pin is not None and known is not None else None
+        if remembered is None:
+
+            def read(session: CardSession) -> tuple[PinInfo, PinStatus]:
+                chosen = pin_for(session)
+                return chosen, session.pin_status(chosen)
+
+            expect = info.serial if info is not None else None
+            info, (pin, status) = await service._card_job(reader, read, expect_serial=expect)
+            state = service._cards.get(reader)
+            if role is not None and state is not None and state.info == info:
+                state.pins[role] = pin
+            service._remember_pin(reader, info.serial, pin, status)
+        else:
+            pin, status = remembered
+        assert info is not None
+        features = service.reader_info(reader)
         pinpad = features.pinpad if features is not None else None
         return _PinPlan(
             reader=reader,
@@ -706,6 +842,7 @@ class ClientSession:
             status=status,
             pinpad_verify=bool(pinpad and pinpad.can_verify),
             pinpad_modify=bool(pinpad and pinpad.modify_pin_direct is not None),
+            probed=remembered is None,
         )
 
     async def _with_pin(
@@ -713,22 +850,28 @@ class ClientSession:
         plan: _PinPlan,
         operation: Operation,
         timeout: float,
-        attempt: Callable[[PinRequest], Awaitable[T]],
+        attempt: Callable[[PinRequest, bool], Awaitable[T]],
         detail: str | None = None,
         lang: str | None = None,
     ) -> T:
         """Ask for the PIN and run ``attempt``; after a wrong PIN ask again (tries left shown).
 
         Each attempt is one PIN the user typed (or typed on the PIN pad) for this request;
-        the core never retries by itself.
+        the core never retries by itself. ``attempt(request, confirm)``: with ``confirm``,
+        its card job first checks the card has the tries the dialog showed
+        (:func:`_confirm_pin_status`: the status was remembered, not read for this request);
+        when it has fewer, nothing was sent and the user is asked again with the new count.
         """
+        service = self._service
         if plan.status.blocked or plan.status.tries_left == 0:
-            self._service._pin_blocked(plan.reader, plan.pin.name)
+            service._pin_blocked(plan.reader, plan.pin.name)
             raise PinBlockedError(plan.pin.name)
         if plan.status.must_change:
             # Never ask for a PIN the card will refuse to use (EstEID 2025 initial PINs).
             raise PinChangeRequiredError(plan.pin.name)
         tries_left = plan.status.tries_left
+        confirm = not plan.probed
+        serial = plan.info.serial
         while True:
             request = PinRequest(
                 origin=self.origin,
@@ -743,45 +886,76 @@ class ClientSession:
                 lang=lang,
             )
             try:
-                return await attempt(request)
+                result = await attempt(request, confirm)
+            except _PinStatusChanged as exc:
+                status = exc.status
+                service._remember_pin(plan.reader, serial, plan.pin, status)
+                logger.info(
+                    "%s: %s tries left, not %s as shown: the PIN was not sent",
+                    plan.pin.name, status.tries_left, tries_left,
+                )
+                if status.blocked or status.tries_left == 0:
+                    service._pin_blocked(plan.reader, plan.pin.name)
+                    raise PinBlockedError(plan.pin.name) from None
+                if status.must_change:
+                    raise PinChangeRequiredError(plan.pin.name) from None
+                tries_left, confirm = status.tries_left, False
+                continue
             except InvalidPinError as exc:
                 logger.info("wrong %s, %d tries left", exc.pin_name, exc.tries_left)
+                status = PinStatus(plan.pin, exc.tries_left, blocked=exc.tries_left <= 0)
+                service._remember_pin(plan.reader, serial, plan.pin, status)
                 if exc.tries_left <= 0:
-                    self._service._pin_blocked(plan.reader, plan.pin.name)
+                    service._pin_blocked(plan.reader, plan.pin.name)
                     raise PinBlockedError(plan.pin.name) from None
-                if not self._service.config.reask_wrong_pin:
+                if not service.config.reask_wrong_pin:
                     raise
-                tries_left = exc.tries_left
+                tries_left, confirm = exc.tries_left, False
+                continue
             except PinBlockedError:
-                self._service._pin_blocked(plan.reader, plan.pin.name)
+                service._remember_pin(plan.reader, serial, plan.pin, None)
+                service._pin_blocked(plan.reader, plan.pin.name)
                 raise
             except PinPadCancelledError:
                 raise UserCancelledError("cancelled on the PIN pad") from None
             except PinPadTimeoutError:
                 raise UserTimeoutError("nobody typed the PIN on the PIN pad") from None
+            # A PIN accepted: the card's counter is full again.
+            full = PinStatus(plan.pin, plan.pin.max_tries)
+            service._remember_pin(plan.reader, serial, plan.pin, full)
+            return result
 
     def _verify_attempt(
         self,
         plan: _PinPlan,
         timeout: float,
         action: Callable[[CardSession, PinEntry], T],
-    ) -> Callable[[PinRequest], Awaitable[T]]:
-        """One PIN entry (dialog or PIN pad) followed by ``action`` on the card."""
+    ) -> Callable[[PinRequest, bool], Awaitable[T]]:
+        """One PIN entry (dialog or PIN pad) followed by ``action`` on the card, in one job
+        that first confirms the PIN status when ``confirm`` (see :meth:`_with_pin`)."""
         service = self._service
 
-        async def attempt(request: PinRequest) -> T:
+        def job(request: PinRequest, confirm: bool, value: PinEntry) -> Callable[[CardSession], T]:
+            def run(session: CardSession) -> T:
+                if confirm:
+                    _confirm_pin_status(session, plan.pin, request.tries_left)
+                return action(session, value)
+
+            return run
+
+        async def attempt(request: PinRequest, confirm: bool) -> T:
             if plan.pinpad_verify:
                 async with service.interaction.pinpad_notice(request):
                     return await service.card_job(
                         plan.reader,
-                        lambda session: action(session, PINPAD),
+                        job(request, confirm, PINPAD),
                         expect_serial=plan.info.serial,
                     )
             value = await self._while_card_present(
                 plan.reader, plan.epoch, _ask(service.interaction.ask_pin(request), timeout)
             )
             return await service.card_job(
-                plan.reader, lambda session: action(session, value), expect_serial=plan.info.serial
+                plan.reader, job(request, confirm, value), expect_serial=plan.info.serial
             )
 
         return attempt
@@ -826,15 +1000,11 @@ class ClientSession:
     async def _get_signing_certificate(self, timeout: float, lang: str | None) -> dict[str, Any]:
         await self._ensure_approved(timeout, lang)
         reader = await self._pick_card(Operation.GET_CERTIFICATE, timeout, lang)
-
-        def read(session: CardSession) -> tuple[bytes | None, list[SignatureAlgorithm]]:
-            return (
-                session.certificate(KeyRole.SIGNING),
-                session.signature_algorithms(KeyRole.SIGNING),
+        service = self._service
+        async with service._queue.hold(reader, self.origin, timeout):
+            _info, certificate, algorithms = await service.card_certificate(
+                reader, KeyRole.SIGNING
             )
-
-        async with self._service._queue.hold(reader, self.origin, timeout):
-            certificate, algorithms = await self._service.card_job(reader, read)
         if certificate is None:
             raise NotSupportedError("this card has no signing certificate")
         return {
@@ -861,21 +1031,15 @@ class ClientSession:
         await self._ensure_approved(timeout, lang)
         reader = await self._pick_card(Operation.AUTHENTICATE, timeout, lang)
         epoch = service.card_epoch(reader)
+        role = KeyRole.AUTHENTICATION
         async with service._queue.hold(reader, self.origin, timeout):
-
-            def read(session: CardSession) -> tuple[bytes | None, list[SignatureAlgorithm]]:
-                return (
-                    session.certificate(KeyRole.AUTHENTICATION),
-                    session.signature_algorithms(KeyRole.AUTHENTICATION),
-                )
-
-            certificate, algorithms = await service.card_job(reader, read)
+            info, certificate, algorithms = await service.card_certificate(reader, role)
             if certificate is None:
                 raise NotSupportedError("this card has no authentication certificate")
             algorithm = token.token_algorithm(certificate, algorithms)
             digest = token.auth_digest(self.origin, nonce, algorithm.hash_function)
             plan = await self._plan_pin(
-                reader, epoch, lambda s: s.pin_for(KeyRole.AUTHENTICATION)
+                reader, epoch, lambda s: s.pin_for(role), role=role, info=info
             )
 
             def sign(session: CardSession, pin: PinEntry) -> bytes:
@@ -942,8 +1106,8 @@ class ClientSession:
         for reader in usable:
             epoch = service.card_epoch(reader.name)
             try:
-                held = await service.card_job(
-                    reader.name, lambda session: session.certificate(KeyRole.SIGNING)
+                _info, held, _algorithms = await service.card_certificate(
+                    reader.name, KeyRole.SIGNING
                 )
             except AgentError as exc:
                 logger.info("skipping the card in %r: %s", reader.name, exc)
@@ -975,14 +1139,17 @@ class ClientSession:
         service = self._service
         await self._ensure_approved(timeout, lang)
         reader, epoch = await self._find_certificate(certificate, timeout, lang)
+        role = KeyRole.SIGNING
         async with service._queue.hold(reader, self.origin, timeout):
-            algorithms = await service.card_job(
-                reader, lambda session: session.signature_algorithms(KeyRole.SIGNING)
-            )
+            info, held, algorithms = await service.card_certificate(reader, role)
+            if held != certificate:
+                raise CardRemovedError("the card holding the certificate was removed")
             algorithm = next((a for a in algorithms if a.hash_function == hash_function), None)
             if algorithm is None:
                 raise NotSupportedError(f"this card cannot sign a {hash_function} hash")
-            plan = await self._plan_pin(reader, epoch, lambda s: s.pin_for(KeyRole.SIGNING))
+            plan = await self._plan_pin(
+                reader, epoch, lambda s: s.pin_for(role), role=role, info=info
+            )
             padding = "PSS" if algorithm.padding_scheme == "PSS" else None
 
             def sign(session: CardSession, pin: PinEntry) -> bytes:
@@ -1060,6 +1227,8 @@ class ClientSession:
 
         async with service._queue.hold(reader, self.origin, timeout):
             info, statuses = await service.card_job(reader, read)
+        for status in statuses:
+            service._remember_pin(reader, info.serial, status.pin, status)
         return {
             "pins": [
                 {
@@ -1109,23 +1278,25 @@ class ClientSession:
         async with service._queue.hold(reader, self.origin, timeout):
             plan = await self._plan_pin(reader, epoch, choose)
 
-            async def attempt(request: PinRequest) -> None:
+            async def attempt(request: PinRequest, confirm: bool) -> None:
+                def change(old: PinEntry, new: str | None) -> Callable[[CardSession], None]:
+                    def run(session: CardSession) -> None:
+                        if confirm:
+                            _confirm_pin_status(session, plan.pin, request.tries_left)
+                        session.change_pin(plan.pin, old, new)
+
+                    return run
+
                 if plan.pinpad_modify:
                     async with service.interaction.pinpad_notice(request):
                         await service.card_job(
-                            reader,
-                            lambda s: s.change_pin(plan.pin, PINPAD, None),
-                            expect_serial=plan.info.serial,
+                            reader, change(PINPAD, None), expect_serial=plan.info.serial
                         )
                     return
                 old, new = await self._while_card_present(
                     reader, plan.epoch, _ask(service.interaction.ask_pin_change(request), timeout)
                 )
-                await service.card_job(
-                    reader,
-                    lambda s: s.change_pin(plan.pin, old, new),
-                    expect_serial=plan.info.serial,
-                )
+                await service.card_job(reader, change(old, new), expect_serial=plan.info.serial)
 
             await self._with_pin(plan, Operation.CHANGE_PIN, timeout, attempt, lang=lang)
         logger.info("%s changed on the card in %r", plan.pin.name, reader)
