@@ -21,8 +21,6 @@ from typing import Final
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from agent.validator.der import normalise_certificate
-
 logger = logging.getLogger(__name__)
 
 __all__ = ["holder_name", "parse_certificate"]
@@ -40,6 +38,10 @@ def parse_certificate(certificate: bytes) -> x509.Certificate:
         return x509.load_der_x509_certificate(certificate)
     except ValueError:
         pass
+    # Imported here: the validator package is large and strict-DER certificates need none
+    # of it (an idle agent does not load it).
+    from agent.validator.der import normalise_certificate
+
     return x509.load_der_x509_certificate(normalise_certificate(certificate))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import platform
 import sys
@@ -70,7 +71,9 @@ def _cmd_diag(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; with ``argv``, subcommands it does not name may be left without
+    their arguments (so their modules are not imported)."""
     parser = argparse.ArgumentParser(
         prog="eid-agent", description="Local ID-card agent for web portals."
     )
@@ -83,14 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     readers.set_defaults(func=_cmd_readers)
     diag = sub.add_parser("diag", help="what a helpdesk needs: versions, readers, cards")
     diag.set_defaults(func=_cmd_diag)
-    try:
-        from agent.emulator import cli as emulator_cli
-    except ImportError:
-        pass
-    else:
+    if importlib.util.find_spec("agent.emulator") is not None:
         card = sub.add_parser("virtual-card", help="serve a virtual Belgian eID card to pcscd (vpcd)")
-        emulator_cli.add_arguments(card)
-        card.set_defaults(func=emulator_cli.run)
+        if argv is None or "virtual-card" in argv:
+            # The card emulator (and its test PKI) is loaded only for this command: the
+            # resident agent would otherwise carry it in memory.
+            from agent.emulator import cli as emulator_cli
+
+            emulator_cli.add_arguments(card)
+            card.set_defaults(func=emulator_cli.run)
     for module_name, function in PLUGINS:
         try:
             module = importlib.import_module(module_name)
@@ -104,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     agent_logging.setup(args.log_level)
     if not getattr(args, "func", None):

@@ -72,6 +72,7 @@ from agent.interaction import (
     UserInteraction,
     card_notice,
 )
+from agent.memory import release_free_memory
 
 __all__ = ["AgentService", "ClientSession", "SessionOpener"]
 
@@ -307,6 +308,8 @@ class AgentService:
     def _forget_session(self, session: ClientSession) -> None:
         self._sessions.discard(session)
         self._changed()
+        if not self._sessions:
+            release_free_memory()  # going idle: give a burst's memory back
 
     # -- readers and cards -----------------------------------------------------------------
 
