@@ -448,7 +448,7 @@ def test_pin_status_and_change(data18: Any, pki: TestPki) -> None:
             session = service.open_client(ORIGIN)
             status = await session.pin_status()
             assert status == {"pins": [{"name": "PIN", "triesLeft": 3, "maxTries": 3,
-                                        "blocked": False}],
+                                        "blocked": False, "mustChange": False}],
                               "reader": READER_A, "cardType": "BE eID (applet 1.8)"}
             changed = await session.change_pin()
             assert changed["pin"] == "PIN" and changed["changed"] is True
