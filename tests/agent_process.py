@@ -47,7 +47,10 @@ class AgentProcess:
             XDG_STATE_HOME=str(home / "state"),
             EID_AGENT_POLICY_FILE=str(home / "no-policy.json"),
         )
+        # What a user's session has, not what this test process picked up (the offscreen
+        # Qt tests set QT_QPA_PLATFORM for the whole pytest process).
         environment.pop("DISPLAY", None)
+        environment.pop("QT_QPA_PLATFORM", None)
         environment.update(env or {})
         args = [
             sys.executable, "-m", "agent", "--log-level", log_level, "serve",
