@@ -330,11 +330,12 @@ class TrayApp:
         logger.info("tray icon running (%s backend)", type(self._icon).__module__)
         try:
             self._icon.run(setup=self._setup)
-        except Exception:
+        except Exception as exc:
             if not self._stop_requested:
                 raise
-            # pystray's gtk backend fails in its clean-up when no notification daemon runs
-            logger.warning("the tray backend failed while closing", exc_info=True)
+            # pystray's gtk backend fails in its clean-up when no notification daemon runs;
+            # the icon is gone either way, so one line is enough.
+            logger.warning("the tray backend failed while closing: %s", exc)
         finally:
             if self._unsubscribe is not None:
                 self._unsubscribe()
