@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every test: lint, types, then pytest (the boundary checks are tests too) (unit, real pcscd + vpcd, OpenSC,
-# Chromium, Xvfb). Artifacts (screenshots, logs) land in artifacts/.
+# Every test: ruff, mypy, then pytest (unit tests, the import-boundary checks, and the
+# integration tests on a real pcscd + vpcd, OpenSC, Chromium and Xvfb). Artifacts land in artifacts/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p artifacts
