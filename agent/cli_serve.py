@@ -264,13 +264,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     portal_origin = f"http://localhost:{args.portal_port}"
     portal: subprocess.Popen[bytes] | None = None
     if not args.no_portal:
-        anchors = [str(p) for p in pki.anchor_files()] if hasattr(pki, "anchor_files") else []
         cmd = [
             sys.executable, "-m", "examples.portal", "--port", str(args.portal_port),
             "--agent-url", f"ws://127.0.0.1:{args.port}", "--data-dir", str(data_dir / "portal"),
             "--pki-dir", str(data_dir / "pki"),
         ]
-        cmd += [arg for a in anchors for arg in ("--trust", a)]
         portal = subprocess.Popen(cmd)  # noqa: S603 - our own module
         print(f"reference portal: {portal_origin}/", flush=True)
     args.allow_origin = list(args.allow_origin or []) + [
