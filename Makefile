@@ -8,13 +8,13 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/python -m agent demo
+	.venv/bin/eid-emulator demo
 
 test: setup
 	bash scripts/run-tests.sh
 
 lint: setup
-	.venv/bin/ruff check agent tray tests bench examples
+	.venv/bin/ruff check agent tray tests bench examples emulator validator
 	.venv/bin/mypy
 
 bench: setup

@@ -2,7 +2,8 @@
 
 AgentError
  ├── CardError                     something went wrong talking to a card
- │    ├── ApduError                 the card answered an unexpected status word (.sw)
+ │    ├── ApduError                 the card answered an unexpected status word (.sw);
+ │    │                             defined in agent.smartcard.apdu, beside the status words
  │    ├── CardRemovedError          the card left the reader mid-operation
  │    ├── CardCommunicationError    transport failure (reader gone, pcscd down)
  │    ├── UnsupportedCardError      a card we recognise but cannot drive, or do not know
@@ -32,17 +33,6 @@ class AgentError(Exception):
 
 class CardError(AgentError):
     pass
-
-
-class ApduError(CardError):
-    """The card answered a status word other than the one expected."""
-
-    def __init__(self, sw: int, data: bytes = b"", message: str | None = None) -> None:
-        self.sw = sw
-        self.data = data
-        from agent.apdu import describe_sw
-
-        super().__init__(message or f"card answered {sw:04X} ({describe_sw(sw)})")
 
 
 class CardRemovedError(CardError):

@@ -1,6 +1,6 @@
 """Logging helpers: the TRAFFIC level for raw APDUs, below DEBUG.
 
-Traffic logs are redacted (see :func:`agent.apdu.redact_apdu`), yet they still show
+Traffic logs are redacted (see :func:`agent.smartcard.apdu.redact_apdu`), yet they still show
 everything else a card says; enabling them prints a warning.
 """
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import websockets
+from eid_emulator.pcscd import PrivatePcscd
 
-from agent.emulator.pcscd import PrivatePcscd
 from tests.agent_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

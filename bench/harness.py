@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import websockets
+from eid_emulator.base import VirtualCard
+from eid_emulator.beid import BeidCard
 
-from agent.emulator.base import VirtualCard
-from agent.emulator.beid import BeidCard
 from agent.pcsc import connect
-from agent.tlv import der_length
+from agent.smartcard.tlv import der_length
 
 logger = logging.getLogger(__name__)
 

@@ -36,12 +36,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from eid_emulator.beid import BeidCard  # noqa: E402
+from eid_emulator.pcscd import PrivatePcscd  # noqa: E402
+from eid_emulator.pki import Holder, TestPki, make_card_data  # noqa: E402
+from eid_emulator.vpcd import VpcdCard  # noqa: E402
 from websockets.exceptions import InvalidStatus  # noqa: E402, TID251 - a client
 
-from agent.emulator.beid import BeidCard  # noqa: E402
-from agent.emulator.pcscd import PrivatePcscd  # noqa: E402
-from agent.emulator.pki import Holder, TestPki, make_card_data  # noqa: E402
-from agent.emulator.vpcd import VpcdCard  # noqa: E402
 from agent.pcsc import wait_for_card  # noqa: E402
 from bench.harness import (  # noqa: E402
     CLOCK_TICKS,

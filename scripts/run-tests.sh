@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 mkdir -p artifacts
 status=0
 echo "== ruff"
-.venv/bin/ruff check agent tray tests bench examples || status=1
+.venv/bin/ruff check agent tray tests bench examples emulator validator || status=1
 echo "== mypy"
-.venv/bin/mypy agent tray || status=1
+.venv/bin/mypy agent tray emulator validator || status=1
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || status=$?
 exit $status

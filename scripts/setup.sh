@@ -50,9 +50,11 @@ if ! [ -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.eid-agent-installed
-if ! [ -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
+if ! [ -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ] \
+   || [ validator/pyproject.toml -nt "$stamp" ] || [ emulator/pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev,dialogs]"
+  # The three distributions, editable: the validator (portals), the agent, the emulator (tests, demo).
+  .venv/bin/python -m pip install -q -e ./validator -e ".[dev,dialogs]" -e ./emulator
   # pystray's menus on Linux go through GTK; PyGObject >= 3.51 needs a newer girepository.
   .venv/bin/python -m pip install -q "PyGObject<3.51"
   touch "$stamp"

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.emulator.pcscd import PrivatePcscd
+from eid_emulator.pcscd import PrivatePcscd
 
 
 def free_port() -> int:

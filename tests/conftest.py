@@ -1,5 +1,5 @@
 """Shared fixtures. Tests that go through PC/SC use a private pcscd (its own mount
-namespace, its own vpcd ports), never the system one: see agent/emulator/pcscd.py.
+namespace, its own vpcd ports), never the system one: see emulator/eid_emulator/pcscd.py.
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
-
-from agent.emulator.base import VirtualCard
-from agent.emulator.pcscd import VPCD_DRIVER, PrivatePcscd
-from agent.emulator.vpcd import VpcdCard
+from eid_emulator.base import VirtualCard
+from eid_emulator.pcscd import VPCD_DRIVER, PrivatePcscd
+from eid_emulator.vpcd import VpcdCard
 
 READER_0 = "Virtual PCD 00 00"
 READER_1 = "Virtual PCD 00 01"

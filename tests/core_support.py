@@ -18,15 +18,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from eid_emulator.backend import VirtualBackend
+from eid_emulator.beid import BeidCard, BeidCardData
+from eid_emulator.pki import Holder, TestPki, make_card_data
 
-from agent.cards.beid import CertificateCache
+from agent.app.scripted import ScriptedInteraction
+from agent.cards.common import CertificateCache
 from agent.core import AgentConfig, AgentService
-from agent.emulator.backend import VirtualBackend
-from agent.emulator.beid import BeidCard, BeidCardData
-from agent.emulator.pki import Holder, TestPki, make_card_data
-from agent.hashes import WEB_EID_HASHES
-from agent.interaction_scripted import ScriptedInteraction
-from agent.policy import MachinePolicy
+from agent.core.policy import MachinePolicy
+from agent.smartcard.hashes import WEB_EID_HASHES
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.apdu import SmartCardConnection
+from agent.smartcard.apdu import SmartCardConnection
 
 
 def hexbytes(value: bytes | str) -> bytes:

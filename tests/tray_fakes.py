@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from agent.control import AgentState, CardSummary, Notice, ReaderSummary, Snapshot
+from agent.core.control import AgentState, CardSummary, Notice, ReaderSummary, Snapshot
 
 VIRTUAL_READER = "Virtual PCD 00 00"
 

@@ -1,7 +1,7 @@
 """Pick how the agent asks the user: Qt dialogs, the console, or nothing (clear errors).
 
 - A display and PySide6: :class:`tray.interaction.DialogInteraction`.
-- Otherwise, with a terminal on stdin: :class:`agent.interaction_console.ConsoleInteraction`.
+- Otherwise, with a terminal on stdin: :class:`agent.app.console.ConsoleInteraction`.
 - Otherwise :class:`NoUserInterface`: PIN-pad readers still work (the PIN is typed on the
   reader); every question raises :class:`~agent.errors.NotSupportedError` with a message
   the portal can show. The agent keeps serving in every case.
@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from agent.errors import NotSupportedError
-from agent.interaction import (
+from agent.core.interaction import (
     CardWaitRequest,
     ChoiceRequest,
     ConsentDecision,
@@ -28,6 +27,7 @@ from agent.interaction import (
     UserInteraction,
     no_notice,
 )
+from agent.errors import NotSupportedError
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def choose_interaction(
                                  env=dict(env) if env is not None else None)
     stream = sys.stdin if stdin is None else stdin
     if stream is not None and stream.isatty():
-        from agent.interaction_console import ConsoleInteraction
+        from agent.app.console import ConsoleInteraction
 
         logger.info("no display: asking the user on the console")
         return ConsoleInteraction()

@@ -1,6 +1,6 @@
 """The tray icon: state picture and tooltip, a menu built from the core's snapshot, notices.
 
-The tray sees the core only through :class:`agent.control.AgentControl`. The menu is first
+The tray sees the core only through :class:`agent.core.control.AgentControl`. The menu is first
 built as plain :class:`MenuEntry` data (testable without a display), then turned into a
 pystray menu. pystray is imported only in :meth:`TrayApp.run`, because importing it
 needs a display on Linux. :meth:`TrayApp.run` blocks and must be called on the main thread.
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from PIL import Image, ImageDraw
 
-from agent.control import AgentControl, AgentState, Notice, ReaderSummary, Snapshot
+from agent.core.control import AgentControl, AgentState, Notice, ReaderSummary, Snapshot
 from tray.i18n import translator
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The Qt dialogs as the core's :class:`~agent.interaction.UserInteraction` provider.
+"""The Qt dialogs as the core's :class:`~agent.core.interaction.UserInteraction` provider.
 
 :class:`DialogInteraction` starts the dialog process (``python -m tray.dialogs``) on the
 first request, talks JSON lines to it over a pipe (as gpg-agent talks to pinentry), and
@@ -23,8 +23,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from agent.errors import AgentError, UserCancelledError, UserTimeoutError
-from agent.interaction import (
+from agent.core.interaction import (
     CardWaitRequest,
     ChoiceRequest,
     ConsentDecision,
@@ -32,6 +31,7 @@ from agent.interaction import (
     ConsentRequest,
     PinRequest,
 )
+from agent.errors import AgentError, UserCancelledError, UserTimeoutError
 
 logger = logging.getLogger(__name__)
 

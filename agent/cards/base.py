@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from agent.errors import NotSupportedError
-from agent.hashes import WEB_EID_HASHES, HashFunction, lookup
+from agent.smartcard.hashes import WEB_EID_HASHES, HashFunction, lookup
 
 
 class KeyRole(enum.Enum):

@@ -1,6 +1,6 @@
 """Belgian eID card driver (BELPIC applet 1.7 RSA-2048 and 1.8 ECDSA P-384).
 
-Speaks APDUs through a :class:`~agent.apdu.CardChannel` (T=0: ``61xx`` GET RESPONSE and
+Speaks APDUs through a :class:`~agent.smartcard.apdu.CardChannel` (T=0: ``61xx`` GET RESPONSE and
 ``6Cxx`` re-send are handled there) and follows eid-mw's command order (reference digest
 ``beid-card.md``):
 
@@ -24,16 +24,14 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from agent.apdu import CardChannel, SmartCardConnection, StatusWord, encode_apdu
 from agent.cards.base import (
     PINPAD,
     CardInfo,
@@ -53,24 +51,24 @@ from agent.cards.beid_identity import (
     check_basic_key_hash,
     verify_identity_files,
 )
-from agent.certinfo import holder_name
+from agent.cards.common import CertificateCache, PinRequiredError, ecdsa_raw_to_der, shared_certificate_cache
 from agent.errors import (
-    ApduError,
     BadResponseError,
     InvalidPinError,
     NotSupportedError,
     PinBlockedError,
-    PinError,
     PinFormatError,
     PinPadCancelledError,
     PinPadTimeoutError,
     UnsupportedCardError,
 )
-from agent.hashes import HASHES
-from agent.tlv import der_length, parse_simple_tlv, trim_der
+from agent.smartcard.apdu import ApduError, CardChannel, SmartCardConnection, StatusWord, encode_apdu
+from agent.smartcard.certinfo import holder_name
+from agent.smartcard.hashes import HASHES
+from agent.smartcard.tlv import der_length, parse_simple_tlv, trim_der
 
 if TYPE_CHECKING:
-    from agent.pinpad import PinFormat
+    from agent.smartcard.pinpad import PinFormat
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +147,7 @@ CERTIFICATE_FILES: Final = {
 }
 
 # Applet 1.7 (RSA): raw-hash algorithms; others go through 01 with the RFC 8017 DigestInfo
-# prefix of agent.hashes (the card pads, the caller sends DigestInfo).
+# prefix of agent.smartcard.hashes (the card pads, the caller sends DigestInfo).
 RSA_PKCS1_RAW_ALGORITHMS: Final = {"SHA-1": 0x02, "SHA-256": 0x08}
 RSA_PKCS1_DIGEST_INFO_ALGORITHM: Final = 0x01
 RSA_PSS_ALGORITHMS: Final = {"SHA-1": 0x10, "SHA-256": 0x20}
@@ -162,21 +160,6 @@ ECDSA_ALGORITHMS: Final = {
     "SHA3-384": 0x10,
     "SHA3-512": 0x20,
 }
-
-
-class PinRequiredError(PinError):
-    """The key needs the PIN and none was given (signing key, or the card said 6982)."""
-
-
-def ecdsa_raw_to_der(signature: bytes) -> bytes:
-    """Convert a raw ``r || s`` ECDSA signature (as the 1.8 card returns) to DER
-    ``SEQUENCE { INTEGER r, INTEGER s }`` for X.509, CMS or TLS users."""
-    if not signature or len(signature) % 2:
-        raise ValueError("a raw ECDSA signature has two halves of equal length")
-    half = len(signature) // 2
-    r = int.from_bytes(signature[:half], "big")
-    s = int.from_bytes(signature[half:], "big")
-    return encode_dss_signature(r, s)
 
 
 def validate_pin(pin: str, info: PinInfo = PIN) -> None:
@@ -248,50 +231,9 @@ class CardData:
         return f"{self.applet_version >> 4}.{self.applet_version & 0x0F}"
 
 
-_MISSING = object()
-
-
-class CertificateCache:
-    """Certificates by card serial and file, shared by sessions and threads.
-
-    A card's certificates do not change while it is in use, so a second operation on the
-    same card reads none of them again. ``None`` (not issued) is cached too.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[str, int], bytes | None] = {}
-
-    def get(self, serial: str, file: int) -> tuple[bool, bytes | None]:
-        """``(found, certificate)``."""
-        with self._lock:
-            value = self._entries.get((serial, file), _MISSING)
-        if value is _MISSING:
-            return False, None
-        return True, value  # type: ignore[return-value]
-
-    def put(self, serial: str, file: int, certificate: bytes | None) -> None:
-        with self._lock:
-            self._entries[(serial, file)] = certificate
-
-    def forget(self, serial: str) -> None:
-        """Drop every entry of one card."""
-        with self._lock:
-            for key in [key for key in self._entries if key[0] == serial]:
-                del self._entries[key]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-shared_certificate_cache: Final = CertificateCache()
-"""The cache :func:`open_session` uses when given none."""
-
-
 def _pinpad_format() -> PinFormat:
     """The format-2 block for the reader to fill in (eid-mw: 0x89, 0x47, 0x04, 4..12)."""
-    from agent.pinpad import PinFormat
+    from agent.smartcard.pinpad import PinFormat
 
     return PinFormat(
         format_string=0x89,
@@ -580,14 +522,14 @@ class BeidSession:
         logger.info("PIN changed")
 
     def _pinpad_verify(self) -> tuple[bytes, int]:
-        from agent import pinpad
+        from agent.smartcard import pinpad
 
         template = encode_apdu(0x00, INS_VERIFY, 0x00, PIN_REFERENCE, PIN_BLOCK_EMPTY)
         logger.debug("PIN-pad VERIFY")
         return pinpad.pinpad_verify(self.connection, template, _pinpad_format())
 
     def _pinpad_modify(self) -> tuple[bytes, int]:
-        from agent import pinpad
+        from agent.smartcard import pinpad
 
         template = encode_apdu(0x00, INS_CHANGE_REFERENCE_DATA, 0x00, PIN_REFERENCE, PIN_BLOCK_EMPTY * 2)
         logger.debug("PIN-pad CHANGE REFERENCE DATA")

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from agent.errors import BadResponseError, CardError
-from agent.tlv import parse_simple_tlv, trim_der
+from agent.smartcard.tlv import parse_simple_tlv, trim_der
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Final, NoReturn
 
-from agent.apdu import SmartCardConnection
 from agent.errors import UnsupportedCardError
+from agent.smartcard.apdu import SmartCardConnection
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from agent.apdu import SmartCardConnection
 from agent.cards.base import CardSession
 from agent.errors import UnsupportedCardError
+from agent.smartcard.apdu import SmartCardConnection
 
 __all__ = ["DRIVERS", "KnownCard", "known_card", "open_session"]
 

@@ -25,12 +25,6 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
-from agent.apdu import (
-    CardChannel,
-    SmartCardConnection,
-    StatusWord,
-    encode_apdu,
-)
 from agent.cards.base import (
     PINPAD,
     CardInfo,
@@ -41,7 +35,7 @@ from agent.cards.base import (
     SignatureAlgorithm,
     hash_for_digest,
 )
-from agent.cards.beid import CertificateCache, PinRequiredError, shared_certificate_cache
+from agent.cards.common import CertificateCache, PinRequiredError, shared_certificate_cache
 from agent.cards.twopin import (
     PinChangeRequiredError,
     cached_certificate,
@@ -56,14 +50,20 @@ from agent.cards.twopin import (
     transmit_signature_command,
     verify_pin_command,
 )
-from agent.certinfo import holder_name
 from agent.errors import (
-    ApduError,
     BadResponseError,
     NotSupportedError,
     UnsupportedCardError,
 )
-from agent.tlv import iter_ber, trim_der
+from agent.smartcard.apdu import (
+    ApduError,
+    CardChannel,
+    SmartCardConnection,
+    StatusWord,
+    encode_apdu,
+)
+from agent.smartcard.certinfo import holder_name
+from agent.smartcard.tlv import iter_ber, trim_der
 
 logger = logging.getLogger(__name__)
 

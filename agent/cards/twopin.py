@@ -17,11 +17,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, NoReturn
 
-from agent.apdu import INS_CHANGE_REFERENCE_DATA, INS_VERIFY, CardChannel, StatusWord, encode_apdu
 from agent.cards.base import PINPAD, KeyRole, PinEntry, PinInfo, SignatureAlgorithm
-from agent.cards.beid import CertificateCache, PinRequiredError
+from agent.cards.common import CertificateCache, PinRequiredError
 from agent.errors import (
-    ApduError,
     BadResponseError,
     InvalidPinError,
     NotSupportedError,
@@ -31,10 +29,18 @@ from agent.errors import (
     PinPadCancelledError,
     PinPadTimeoutError,
 )
-from agent.tlv import iter_ber, parse_ber_header
+from agent.smartcard.apdu import (
+    INS_CHANGE_REFERENCE_DATA,
+    INS_VERIFY,
+    ApduError,
+    CardChannel,
+    StatusWord,
+    encode_apdu,
+)
+from agent.smartcard.tlv import iter_ber, parse_ber_header
 
 if TYPE_CHECKING:
-    from agent.pinpad import PinFormat
+    from agent.smartcard.pinpad import PinFormat
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +131,7 @@ def known_pin(pins: tuple[PinInfo, ...], pin: PinInfo) -> PinInfo:
 
 def pinpad_format(pin: PinInfo) -> PinFormat:
     """ASCII, left justified at byte 0, 12-byte block, no length field."""
-    from agent.pinpad import PinFormat
+    from agent.smartcard.pinpad import PinFormat
 
     return PinFormat(format_string=0x82, pin_block_string=0x0C, length_format=0x00,
                      min_length=pin.min_length, max_length=pin.max_length)
@@ -140,7 +146,7 @@ def verify_pin_command(channel: CardChannel, pin: PinInfo, block: bytes | None, 
         :func:`raise_for_pin_sw`.
     """
     if block is None:
-        from agent import pinpad
+        from agent.smartcard import pinpad
 
         template = encode_apdu(0x00, INS_VERIFY, 0x00, pin.reference,
                                bytes((pad,)) * PIN_BLOCK_LENGTH)
@@ -166,7 +172,7 @@ def change_pin_command(
     if old is PINPAD:
         if new is not None:
             raise PinFormatError("with a PIN pad both PINs are entered on the reader")
-        from agent import pinpad
+        from agent.smartcard import pinpad
 
         select()
         template = encode_apdu(0x00, INS_CHANGE_REFERENCE_DATA, 0x00, pin.reference,

@@ -3,7 +3,7 @@
 Folders: Linux ``$XDG_CONFIG_HOME/eid-agent`` and ``$XDG_STATE_HOME/eid-agent/logs``
 (falling back to ``~/.config`` and ``~/.local/state``), Windows ``%APPDATA%\\eid-agent`` and
 ``%LOCALAPPDATA%\\eid-agent\\logs``, macOS ``~/Library/Application Support/eid-agent`` and
-``~/Library/Logs/eid-agent``. Machine policy (:mod:`agent.policy`) overrides the user's port
+``~/Library/Logs/eid-agent``. Machine policy (:mod:`agent.core.policy`) overrides the user's port
 and log level.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent import __version__
-from agent.policy import MachinePolicy, load_policy
+from agent.core.policy import MachinePolicy, load_policy
 
 __all__ = [
     "APP_NAME",

@@ -9,7 +9,7 @@ Format::
 
     {"version": 1, "origins": {"https://example.org": {"site": "2024-...", "identity": "..."}}}
 
-where each key of an origin is a :class:`~agent.interaction.ConsentKind` value and the
+where each key of an origin is a :class:`~agent.core.interaction.ConsentKind` value and the
 value is when the user approved it (UTC, ISO 8601).
 """
 
@@ -23,7 +23,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from agent.interaction import ConsentKind
+from agent.core.interaction import ConsentKind
 
 __all__ = ["ApprovalStore"]
 

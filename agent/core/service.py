@@ -7,7 +7,7 @@ a stored "always", or the user's answer now) and only then touches a card.
 
 Everything here runs on the asyncio event loop; card work goes to the backend's single
 worker thread through ``backend.run(...)`` and :func:`asyncio.wrap_future`. The tray sees
-and steers the core through :class:`agent.control.AgentControl`, which this class
+and steers the core through :class:`agent.core.control.AgentControl`, which this class
 implements (those methods are safe to call from any thread).
 """
 
@@ -22,8 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from agent.apdu import SmartCardConnection
-from agent.backend import EventKind, ReaderBackend, ReaderEvent, ReaderInfo
+from agent.app.memory import release_free_memory
 from agent.cards import registry
 from agent.cards.base import (
     PINPAD,
@@ -35,11 +34,23 @@ from agent.cards.base import (
     PinStatus,
     SignatureAlgorithm,
 )
-from agent.certinfo import holder_name
-from agent.control import AgentState, CardSummary, Notice, ReaderSummary, Snapshot
 from agent.core import token
 from agent.core.config import AgentConfig
 from agent.core.consent import ApprovalStore
+from agent.core.control import AgentState, CardSummary, Notice, ReaderSummary, Snapshot
+from agent.core.interaction import (
+    CardChoice,
+    CardWaitReason,
+    CardWaitRequest,
+    ChoiceRequest,
+    ConsentDecision,
+    ConsentKind,
+    ConsentRequest,
+    Operation,
+    PinRequest,
+    UserInteraction,
+    card_notice,
+)
 from agent.core.origin import normalize_origin
 from agent.core.queue import CardQueue
 from agent.errors import (
@@ -58,21 +69,10 @@ from agent.errors import (
     UserCancelledError,
     UserTimeoutError,
 )
-from agent.hashes import WEB_EID_HASHES
-from agent.interaction import (
-    CardChoice,
-    CardWaitReason,
-    CardWaitRequest,
-    ChoiceRequest,
-    ConsentDecision,
-    ConsentKind,
-    ConsentRequest,
-    Operation,
-    PinRequest,
-    UserInteraction,
-    card_notice,
-)
-from agent.memory import release_free_memory
+from agent.smartcard.apdu import SmartCardConnection
+from agent.smartcard.backend import EventKind, ReaderBackend, ReaderEvent, ReaderInfo
+from agent.smartcard.certinfo import holder_name
+from agent.smartcard.hashes import WEB_EID_HASHES
 
 __all__ = ["AgentService", "ClientSession", "SessionOpener"]
 

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agent.cards.base import SignatureAlgorithm
-from agent.certinfo import parse_certificate
 from agent.errors import InvalidArgumentError, NotSupportedError
-from agent.hashes import WEB_EID_HASHES
+from agent.smartcard.certinfo import parse_certificate
+from agent.smartcard.hashes import WEB_EID_HASHES
 
 __all__ = [
     "TOKEN_FORMAT",

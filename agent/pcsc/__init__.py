@@ -1,8 +1,8 @@
 """The PC/SC binding: the only package that imports pyscard.
 
-* :class:`PcscConnection`: a :class:`~agent.apdu.SmartCardConnection` on pyscard's
+* :class:`PcscConnection`: a :class:`~agent.smartcard.apdu.SmartCardConnection` on pyscard's
   low-level ``smartcard.scard`` API, with transactions and part-10 reader control.
-* :class:`PcscBackend`: the :class:`~agent.backend.ReaderBackend` the agent runs on: one
+* :class:`PcscBackend`: the :class:`~agent.smartcard.backend.ReaderBackend` the agent runs on: one
   worker thread owns the PC/SC context, blocks in ``SCardGetStatusChange`` while idle
   (no polling), and runs card jobs, woken by ``SCardCancel``.
 * :func:`list_readers`, :func:`connect`, :func:`wait_for_card`: one-shot helpers for the

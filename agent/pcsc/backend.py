@@ -25,8 +25,6 @@ from typing import Any, TypeVar
 
 from smartcard import scard
 
-from agent.apdu import SmartCardConnection
-from agent.backend import EventCallback, EventKind, ReaderEvent, ReaderInfo
 from agent.errors import AgentError, CardCommunicationError, NoReaderError
 from agent.pcsc.connection import (
     PNP_NOTIFICATION,
@@ -36,7 +34,9 @@ from agent.pcsc.connection import (
     _feature_request_code,
     error_message,
 )
-from agent.pinpad import pinpad_features
+from agent.smartcard.apdu import SmartCardConnection
+from agent.smartcard.backend import EventCallback, EventKind, ReaderEvent, ReaderInfo
+from agent.smartcard.pinpad import pinpad_features
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 class PcscBackend:
-    """:class:`~agent.backend.ReaderBackend` on the PC/SC resource manager."""
+    """:class:`~agent.smartcard.backend.ReaderBackend` on the PC/SC resource manager."""
 
     def __init__(self, *, ignore_readers: tuple[str, ...] = ("Windows Hello for Business",)) -> None:
         self._ignore = ignore_readers

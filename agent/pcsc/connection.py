@@ -10,15 +10,15 @@ from collections.abc import Iterator
 
 from smartcard import scard
 
-from agent.apdu import SmartCardConnection, log_traffic
-from agent.backend import PinPadFeatures, ReaderInfo
 from agent.errors import (
     CardCommunicationError,
     CardRemovedError,
     NoCardError,
     NoReaderError,
 )
-from agent.pinpad import (
+from agent.smartcard.apdu import SmartCardConnection, log_traffic
+from agent.smartcard.backend import PinPadFeatures, ReaderInfo
+from agent.smartcard.pinpad import (
     CM_IOCTL_GET_FEATURE_REQUEST_PCSCLITE,
     CM_IOCTL_GET_FEATURE_REQUEST_WINDOWS,
     pinpad_features,

@@ -1,6 +1,6 @@
 """Reference portal: ID-card registration with eid-agent (see ``examples/portal/README.md``).
 
-Python standard library plus ``agent.validator`` (which needs only ``cryptography``).
+Python standard library plus ``eid_validator`` (which needs only ``cryptography``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Steps of one registration (each needs the one before, kept in the server-side session):
 
 1. ``issue_nonce`` then ``login`` with the Web eID token (validated against the session's
-   nonce: :class:`agent.validator.NonceStore` keyed by the session id);
+   nonce: :class:`eid_validator.NonceStore` keyed by the session id);
 2. ``submit_details`` (name, birth date, e-mail, phone): issues a registration code that the
    simulated phone app shows (``phone_code``);
 3. ``check_code``: 6 digits, valid 15 minutes, single use, 3 attempts;
@@ -33,15 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-
-from agent.validator import (
+from eid_validator import (
     AuthTokenValidator,
     NonceStore,
     NotSamePersonError,
     ValidatedIdentity,
     ValidationError,
 )
-from agent.validator import verify_signature as verify_hash_signature
+from eid_validator import verify_signature as verify_hash_signature
+
 from examples.portal.clock import AdjustableClock, Clock, system_clock
 from examples.portal.codes import CodeBook, CodeError, CodeWrongError
 from examples.portal.identity import user_view

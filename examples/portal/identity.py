@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from agent.validator import ValidatedIdentity
+from eid_validator import ValidatedIdentity
 
 __all__ = ["baltic_birth_date", "belgian_birth_date", "user_view"]
 

@@ -38,7 +38,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.validator import load_trusted_cas
+from eid_validator import load_trusted_cas
+
 from examples.portal.app import DEFAULT_AGENT_URL, LoginResult, PortalApp, PortalError
 from examples.portal.clock import AdjustableClock, system_clock
 
@@ -288,7 +289,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="extra intermediate CA certificate(s) for path building")
     parser.add_argument("--pki-dir", type=Path,
                         help="trust the virtual card's test PKI in this folder "
-                             "(agent.emulator.pki layout: ca/root.crt.pem, ca/citizen-ca.crt.pem)")
+                             "(eid_emulator.pki layout: ca/root.crt.pem, ca/citizen-ca.crt.pem)")
     parser.add_argument("--data-dir", type=Path, default=Path("var/portal"),
                         help="folder for the accounts database (default var/portal)")
     parser.add_argument("--db", type=Path, help="SQLite file (default <data-dir>/accounts.sqlite)")

@@ -1,6 +1,6 @@
 """Entry point of the frozen ``eid-agent`` binary (PyInstaller).
 
-``eid-agent ARGS`` runs :func:`agent.cli.main`. ``eid-agent -m MODULE ARGS`` runs one of the
+``eid-agent ARGS`` runs :func:`agent.app.cli.main`. ``eid-agent -m MODULE ARGS`` runs one of the
 bundled ``agent``/``tray`` modules as ``__main__``, like ``python -m``: so code that starts a
 helper process with ``[sys.executable, "-m", "tray.dialogs"]`` works the same frozen or not.
 ``eid-agent --dialogs`` is the dialog process (``tray.dialogs``), as
@@ -39,7 +39,7 @@ def main() -> int:
         return _run_module(args[1:])
     if args[:1] == ["--dialogs"]:  # the dialog process (tray.interaction.dialog_command)
         return _run_module(["tray.dialogs", *args[1:]])
-    from agent.cli import main as cli_main
+    from agent.app.cli import main as cli_main
 
     return cli_main(args)
 

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 Reply = dict[str, Any]
 
-# The operation in plain words, as the request's "operation" names it (agent.interaction.Operation).
+# The operation in plain words, as the request's "operation" names it (agent.core.interaction.Operation).
 OPERATIONS = {
     "authenticate": N_("Log in"),
     "sign": N_("Sign a document"),

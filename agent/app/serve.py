@@ -1,0 +1,265 @@
+"""``eid-agent serve``, the resident agent, wired from the pieces: PC/SC backend, operations
+core, WebSocket server, interaction provider and, when there is a display, the tray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.core.interaction import UserInteraction
+
+logger = logging.getLogger(__name__)
+
+INTERACTIONS = ("auto", "dialogs", "console", "scripted", "none")
+
+
+def has_display() -> bool:
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def make_interaction(kind: str, script: Path | None = None, log_dir: Path | None = None) -> UserInteraction:
+    """The provider for ``--interaction``; ``auto``: dialogs, else console, else none."""
+    if kind == "scripted":
+        from agent.app.scripted import ScriptedInteraction
+
+        if script is None:
+            raise SystemExit("--interaction scripted needs --script FILE")
+        return ScriptedInteraction(script)
+    if kind == "none":
+        from tray.headless import NoUserInterface
+
+        return NoUserInterface()
+    if kind == "console":
+        if sys.stdin is None or not sys.stdin.isatty():
+            raise SystemExit("--interaction console needs a terminal")
+        from agent.app.console import ConsoleInteraction
+
+        return ConsoleInteraction()
+    dialog_log = log_dir / "dialogs.log" if log_dir else None
+    if kind == "dialogs":
+        if not has_display():
+            raise SystemExit("--interaction dialogs needs a display")
+        from tray.interaction import DialogInteraction
+
+        return DialogInteraction(stderr_path=dialog_log)
+    from tray.headless import choose_interaction
+
+    return choose_interaction(dialog_log=dialog_log)
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    from agent.core.config import AgentConfig
+    from agent.core.policy import load_policy
+
+    policy = load_policy()
+    if args.allow_origin:
+        # A developer's or demo's own pre-approval; machine policy still applies on top.
+        policy = dataclasses.replace(
+            policy, allowed_origins=tuple(policy.allowed_origins) + tuple(args.allow_origin)
+        )
+    port = policy.port or args.port
+    config = AgentConfig(port=port, policy=policy, log_level=args.log_level)
+    if args.config_dir:
+        config = dataclasses.replace(config, config_dir=Path(args.config_dir))
+    return config
+
+
+def _log_to_file(config: Any) -> None:
+    try:
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        logger.warning("no log folder %s: %s", config.log_dir, exc)
+        return
+    handler = logging.FileHandler(config.log_dir / "eid-agent.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+async def run_agent(
+    config: Any,
+    interaction: UserInteraction,
+    *,
+    ready: Callable[[Any, Any], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until ``stop`` is set (or the task is cancelled)."""
+    from agent.core.service import AgentService
+    from agent.pcsc import PcscBackend
+    from agent.ws import serve
+
+    backend = PcscBackend()
+    service = AgentService(backend, interaction, config=config)
+    stop = stop or asyncio.Event()
+    await service.start()
+    try:
+        async with serve(service, port=config.port) as server:
+            print(
+                f"eid-agent {__version__} listening on ws://127.0.0.1:{server.port}",
+                flush=True,
+            )
+            if ready is not None:
+                ready(service, server)
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(service.wait_shutdown())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+    finally:
+        await service.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    if args.log_file:
+        _log_to_file(config)
+    interaction = make_interaction(args.interaction, args.script, config.log_dir)
+    use_tray = not args.no_tray and has_display() and _session_bus()
+    if not use_tray:
+        return _serve_in_foreground(config, interaction)
+    return _serve_with_tray(config, interaction)
+
+
+def _session_bus() -> bool:
+    """pystray's Linux backends need a D-Bus session bus; without one, serve headless."""
+    if not sys.platform.startswith("linux") or os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return True
+    logger.warning("no D-Bus session bus: no tray icon (the agent serves all the same)")
+    return False
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+def _serve_in_foreground(config: Any, interaction: UserInteraction) -> int:
+    async def main() -> None:
+        stop = asyncio.Event()
+        _install_signal_handlers(asyncio.get_running_loop(), stop)
+        await run_agent(config, interaction, stop=stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        return _port_taken(config, exc)
+    return 0
+
+
+def _port_taken(config: Any, exc: OSError) -> int:
+    """A second agent at the same login (or another program) holds the port: say so, exit 3."""
+    if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+        print(
+            f"eid-agent: port {config.port} is in use (is the agent already running?)",
+            file=sys.stderr,
+        )
+        return 3
+    raise exc
+
+
+def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
+    """pystray keeps the main thread; the agent's event loop runs on another."""
+    try:
+        from tray.icon import TrayApp
+    except ImportError as exc:
+        logger.warning("no tray icon (%s); serving without it", exc)
+        return _serve_in_foreground(config, interaction)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def ready(service: Any, server: Any) -> None:
+        holder["service"] = service
+        started.set()
+
+    def agent_thread() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(run_agent(config, interaction, ready=ready, stop=stop))
+        except OSError as exc:
+            holder["error"] = exc
+        except Exception:
+            logger.exception("the agent stopped")
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=agent_thread, name="agent-loop")
+    thread.start()
+    started.wait()
+    service = holder.get("service")
+    if service is None:
+        thread.join()
+        error = holder.get("error")
+        return _port_taken(config, error) if isinstance(error, OSError) else 1
+    def quit_agent() -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+
+    app = TrayApp(service, _Autostart())
+    # Quit in the tray calls service.shutdown(); SIGTERM stops the icon the same way.
+    def on_sigterm(*_: object) -> None:
+        service.shutdown()
+        app.stop()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        app.run()
+    finally:
+        quit_agent()
+        thread.join(timeout=15)
+    return 0
+
+
+class _Autostart:
+    """The tray's "start at login" switch, on agent.app.autostart."""
+
+    def is_enabled(self) -> bool:
+        from agent.app import autostart
+
+        return autostart.is_enabled()
+
+    def set_enabled(self, enabled: bool) -> None:
+        from agent.app import autostart
+
+        result = autostart.install() if enabled else autostart.uninstall()
+        logger.info("start at login %s: %s", "on" if enabled else "off", result)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``serve`` (the emulator's ``demo`` takes them too)."""
+    from agent.core.config import DEFAULT_PORT
+
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"WebSocket port (default {DEFAULT_PORT}; machine policy wins)")
+    parser.add_argument("--interaction", choices=INTERACTIONS, default="auto",
+                        help="how to ask the user: Qt dialogs, the terminal, a test script")
+    parser.add_argument("--script", type=Path, help="answers for --interaction scripted (tests only)")
+    parser.add_argument("--no-tray", action="store_true", help="no tray icon")
+    parser.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                        help="allow this site without asking (development; repeatable)")
+    parser.add_argument("--config-dir", help="the user's settings folder (default: per platform)")
+    parser.add_argument("--no-log-file", dest="log_file", action="store_false",
+                        help="log to the terminal only, not to the log folder")
+
+
+def add_parser(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="run the agent (WebSocket on localhost, tray)")
+    add_arguments(serve)
+    serve.set_defaults(func=run)

@@ -1,0 +1,318 @@
+"""What the virtual IDEMIA and Thales cards share: an ISO 7816-4 file system, PINs as
+ASCII padded to 12 bytes, and the common commands.
+
+* SELECT: ``P1`` 00 (MF), 01 (DF under the current DF), 02 (EF under the current DF),
+  04 (by AID), 08 (path from the MF), 09 (path from the current DF); ``P2`` 0C answers no
+  data, 04 the FCP (``62``: size in ``80`` or ``81``, ``82`` descriptor, ``83`` FID), 00
+  the FCI (``6F`` with the AID, for AIDs);
+* READ BINARY (answers what is left when Le runs past the end), GET RESPONSE;
+* VERIFY (``Lc`` 0: status probe), CHANGE REFERENCE DATA, RESET RETRY COUNTER (after the
+  PUK was verified: ``P1`` 02 with the new PIN, 03 without), each on PINs that are global
+  or local to a DF;
+* case-4 answers: the data with ``9000`` when Le covers it, ``61xx`` (GET RESPONSE) when
+  no Le was sent, ``6Cxx`` when Le is too short.
+
+Subclasses add the card's own commands (GET DATA, MSE, PSO, INTERNAL AUTHENTICATE).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from eid_emulator.base import VirtualCard
+from eid_emulator.beid import Apdu, CardError, CardFaults, Node
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["IsoCard", "PinState", "CardError", "Apdu", "Node", "sw_bytes"]
+
+SW_OK = 0x9000
+INS_SELECT = 0xA4
+INS_READ_BINARY = 0xB0
+INS_GET_RESPONSE = 0xC0
+INS_VERIFY = 0x20
+INS_CHANGE = 0x24
+INS_RESET_RETRY_COUNTER = 0x2C
+
+
+def sw_bytes(sw: int) -> bytes:
+    return sw.to_bytes(2, "big")
+
+
+@dataclass
+class PinState:
+    """One PIN of a virtual card (mutable: tries, verified, changed)."""
+
+    name: str
+    value: str
+    max_tries: int = 3
+    min_length: int = 4
+    local_df: int | None = None  # FID of the DF the PIN lives in; None: global
+    changed: bool = True  # False: still the initial PIN (Thales DF2F = 00)
+    tries: int = -1
+    verified: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tries < 0:
+            self.tries = self.max_tries
+
+    @property
+    def blocked(self) -> bool:
+        return self.tries == 0
+
+
+class IsoCard(VirtualCard):
+    """An ISO 7816-4 card with a file tree and PINs; see the module docstring."""
+
+    size_tag = 0x80
+
+    def __init__(self, atr: bytes, mf: Node, pins: dict[int, PinState], pad: int,
+                 puk_reference: int | None) -> None:
+        self._atr = atr
+        self._mf = mf
+        self.pins = pins
+        self.pad = pad
+        self.puk_reference = puk_reference
+        self.faults = CardFaults()
+        self.commands: list[bytes] = []
+        self._lock = threading.RLock()
+        self._handlers: dict[int, Callable[[Apdu], bytes]] = {
+            INS_SELECT: self._select,
+            INS_READ_BINARY: self._read_binary,
+            INS_GET_RESPONSE: self._get_response,
+            INS_VERIFY: self._verify,
+            INS_CHANGE: self._change,
+            INS_RESET_RETRY_COUNTER: self._reset_retry_counter,
+        }
+        self.reset()
+
+    @property
+    def atr(self) -> bytes:
+        return self._atr
+
+    def reset(self) -> None:
+        self._current: Node = self._mf
+        self._pending = b""
+        for pin in self.pins.values():
+            pin.verified = False
+        self._reset_security()
+
+    def _reset_security(self) -> None:  # noqa: B027 - optional hook
+        """Subclasses forget their security environment here."""
+
+    # ---- dispatch
+
+    def process(self, apdu: bytes) -> bytes:
+        with self._lock:
+            self.commands.append(apdu)
+            rule = self.faults.take(apdu)
+            if rule is not None:
+                answer = self.faults.answer(rule)
+                return answer if isinstance(answer, bytes) else b""
+            try:
+                if len(apdu) < 4:
+                    raise CardError(0x6700)
+                if apdu[1] != INS_GET_RESPONSE:
+                    self._pending = b""
+                if apdu[0] != 0x00:
+                    raise CardError(0x6E00)
+                handler = self._handlers.get(apdu[1])
+                if handler is None:
+                    raise CardError(0x6D00)
+                return handler(Apdu.parse(apdu))
+            except CardError as exc:
+                return sw_bytes(exc.sw)
+
+    def respond(self, data: bytes, le: int | None) -> bytes:
+        """A case-4 answer (see the module docstring)."""
+        if le is None:
+            self._pending = data
+            return sw_bytes(0x6100 | (min(len(data), 256) & 0xFF))
+        if le < len(data) and le != 256:
+            raise CardError(0x6C00 | (len(data) & 0xFF))
+        return data + sw_bytes(SW_OK)
+
+    # ---- files
+
+    def current_df(self) -> Node:
+        node = self._current
+        return node if node.is_df else node.parent or self._mf
+
+    def in_df(self, fid: int) -> bool:
+        """Is the current DF ``fid`` (or below it)?"""
+        node: Node | None = self.current_df()
+        while node is not None:
+            if node.fid == fid:
+                return True
+            node = node.parent
+        return False
+
+    def _walk(self, start: Node, data: bytes) -> Node:
+        if not data or len(data) % 2:
+            raise CardError(0x6A87)
+        node = start
+        for i in range(0, len(data), 2):
+            fid = int.from_bytes(data[i : i + 2], "big")
+            if fid == 0x3F00 and i == 0:
+                node = self._mf
+                continue
+            child = node.child(fid) if node.is_df else None
+            if child is None:
+                raise CardError(0x6A82)
+            node = child
+        return node
+
+    def fcp(self, node: Node) -> bytes:
+        fid = node.fid.to_bytes(2, "big")
+        if node.is_df:
+            body = bytes.fromhex("820138") + b"\x83\x02" + fid
+        else:
+            size = len(node.content or b"").to_bytes(2, "big")
+            body = bytes((self.size_tag, 0x02)) + size + bytes.fromhex("820101") + b"\x83\x02" + fid
+        return b"\x62" + bytes((len(body),)) + body
+
+    def _select(self, apdu: Apdu) -> bytes:
+        p1, data = apdu.p1, apdu.data
+        if p1 == 0x00:
+            if data not in (b"", b"\x3f\x00"):
+                raise CardError(0x6A82)
+            target = self._mf
+        elif p1 in (0x01, 0x02):
+            if len(data) != 2:
+                raise CardError(0x6A87)
+            target = self._walk(self.current_df(), data)
+            if target.is_df != (p1 == 0x01):
+                raise CardError(0x6A82)
+        elif p1 == 0x04:
+            target = self._select_aid(data)
+        elif p1 == 0x08:
+            target = self._walk(self._mf, data)
+        elif p1 == 0x09:
+            target = self._walk(self.current_df(), data)
+        else:
+            raise CardError(0x6A86)
+        self._current = target
+        if apdu.p2 == 0x0C:
+            return sw_bytes(SW_OK)
+        if apdu.p2 == 0x04:
+            return self.respond(self.fcp(target), apdu.le)
+        if apdu.p2 == 0x00:
+            aid = target.aid or b""
+            return self.respond(b"\x6f" + bytes((len(aid) + 2, 0x84, len(aid))) + aid, apdu.le)
+        raise CardError(0x6A86)
+
+    def _select_aid(self, data: bytes) -> Node:
+        for node in self._mf.walk():
+            if node.aid is not None and data == node.aid:
+                return node
+        raise CardError(0x6A82)
+
+    def _read_binary(self, apdu: Apdu) -> bytes:
+        if self._current.is_df:
+            raise CardError(0x6986)
+        if apdu.p1 & 0x80:
+            raise CardError(0x6A86)
+        content = self._current.content or b""
+        offset = apdu.p1 << 8 | apdu.p2
+        if offset >= len(content):
+            raise CardError(0x6B00)
+        return content[offset : offset + (apdu.le or 256)] + sw_bytes(SW_OK)
+
+    def _get_response(self, apdu: Apdu) -> bytes:
+        if not self._pending:
+            raise CardError(0x6985)
+        le = apdu.le or 256
+        out, self._pending = self._pending[:le], self._pending[le:]
+        if self._pending:
+            return out + sw_bytes(0x6100 | (min(len(self._pending), 256) & 0xFF))
+        return out + sw_bytes(SW_OK)
+
+    # ---- PINs
+
+    def pin_state(self, reference: int) -> PinState:
+        """The PIN with this reference, if reachable from the current DF."""
+        pin = self.pins.get(reference)
+        if pin is None:
+            raise CardError(0x6A88)
+        if pin.local_df is not None and not self.in_df(pin.local_df):
+            raise CardError(0x6A88)
+        return pin
+
+    def _decode_pin(self, block: bytes) -> str:
+        if len(block) != 12:
+            raise CardError(0x6700)
+        digits = block.rstrip(bytes((self.pad,)))
+        if not digits or not digits.isdigit():
+            raise CardError(0x6A80)
+        return digits.decode()
+
+    def _tries_sw(self, pin: PinState) -> int:
+        return 0x63C0 | pin.tries
+
+    def _check(self, pin: PinState, value: str) -> None:
+        """Compare a presented PIN, spending a try when it is wrong."""
+        if pin.blocked:
+            raise CardError(0x6983)
+        if value != pin.value:
+            pin.tries -= 1
+            pin.verified = False
+            logger.debug("wrong %s, %d tries left", pin.name, pin.tries)
+            raise CardError(self._tries_sw(pin))
+        pin.tries = pin.max_tries
+        pin.verified = True
+
+    def _verify(self, apdu: Apdu) -> bytes:
+        if apdu.p1 != 0x00:
+            raise CardError(0x6A86)
+        pin = self.pin_state(apdu.p2)
+        if not apdu.has_lc:
+            if pin.blocked:
+                raise CardError(0x6983)
+            return sw_bytes(SW_OK if pin.verified else self._tries_sw(pin))
+        self._check(pin, self._decode_pin(apdu.data))
+        return sw_bytes(SW_OK)
+
+    def _change(self, apdu: Apdu) -> bytes:
+        if apdu.p1 != 0x00:
+            raise CardError(0x6A86)
+        pin = self.pin_state(apdu.p2)
+        if apdu.p2 == self.puk_reference and not self.puk_changeable:
+            raise CardError(0x6985)
+        if len(apdu.data) != 24:
+            raise CardError(0x6700)
+        old, new = self._decode_pin(apdu.data[:12]), self._decode_pin(apdu.data[12:])
+        if len(new) < pin.min_length:
+            raise CardError(0x6A80)
+        self._check(pin, old)
+        pin.value = new
+        pin.changed = True
+        return sw_bytes(SW_OK)
+
+    puk_changeable = True
+
+    def _reset_retry_counter(self, apdu: Apdu) -> bytes:
+        if self.puk_reference is None or apdu.p1 not in (0x02, 0x03):
+            raise CardError(0x6A86)
+        puk = self.pins[self.puk_reference]
+        if not puk.verified:
+            raise CardError(0x6982)
+        pin = self.pin_state(apdu.p2)
+        if apdu.p1 == 0x02:
+            new = self._decode_pin(apdu.data)
+            if len(new) < pin.min_length:
+                raise CardError(0x6A80)
+            pin.value = new
+        pin.tries = pin.max_tries
+        puk.verified = False
+        return sw_bytes(SW_OK)
+
+    # ---- for tests
+
+    def tries_left(self, name: str) -> int:
+        return next(p.tries for p in self.pins.values() if p.name == name)
+
+    def pin_value(self, name: str) -> str:
+        return next(p.value for p in self.pins.values() if p.name == name)

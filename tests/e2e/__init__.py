@@ -1,0 +1,1 @@
+"""End-to-end tests: browsers (Debian Chromium), Xvfb (tray, dialogs), the frozen binary, the MSI."""
