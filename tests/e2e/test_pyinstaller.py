@@ -232,3 +232,15 @@ def test_frozen_agent_serves_status(frozen_agent: FrozenAgent) -> None:
     names = [r["name"] for r in status["readers"]]  # type: ignore[attr-defined]
     assert READER_0 in names and READER_1 in names, status
     print(f"\n[bench] frozen agent: start to serving {frozen_agent.serving_after:.2f} s")
+
+
+def test_no_emulator_or_test_code_in_the_archive(exe: Path) -> None:
+    """What users install carries no card emulator, test PKI, OCSP test responder or tests."""
+    viewer = Path(sys.executable).with_name("pyi-archive_viewer")
+    listing = subprocess.run([viewer, "-r", "-b", exe], capture_output=True, text=True, timeout=120,
+                             check=True).stdout
+    modules = {line.strip() for line in listing.splitlines()}
+    assert "agent.app.cli" in modules and "eid_validator.der" in modules  # the listing is real
+    forbidden = sorted(m for m in modules
+                       if m.split(".")[0] in ("eid_emulator", "tests", "bench", "examples"))
+    assert forbidden == []
