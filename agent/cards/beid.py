@@ -254,6 +254,18 @@ class BeidSession:
     Create with :func:`open_session`. Implements :class:`agent.cards.base.CardSession`.
     """
 
+    @classmethod
+    def open(cls, connection: SmartCardConnection, cache: CertificateCache | None = None) -> BeidSession:
+        """The registry's entry: :func:`open_session`."""
+        return open_session(connection, cache)
+
+    @classmethod
+    def resume(cls, connection: SmartCardConnection, cache: CertificateCache | None,
+               known: CardData) -> BeidSession:
+        """The registry's fast path on a card identified before: :func:`resume_session`."""
+        return resume_session(connection, cache, known)
+
+
     def __init__(
         self,
         channel: CardChannel,

@@ -175,6 +175,12 @@ def profile_for_atr(atr: bytes) -> tuple[IdemiaProfile, str] | None:
 class IdemiaSession:
     """A session on one IDEMIA IAS-ECC card (implements :class:`CardSession`)."""
 
+    @classmethod
+    def open(cls, connection: SmartCardConnection, cache: CertificateCache | None = None) -> IdemiaSession:
+        """The registry's entry: :func:`open_session`."""
+        return open_session(connection, cache)
+
+
     def __init__(
         self,
         channel: CardChannel,

@@ -53,3 +53,11 @@ def open_session(connection: SmartCardConnection, cache: object = None) -> NoRet
         logger.info("Lithuanian ID card in %r: not supported (PACE with CAN)", connection.reader)
         raise LithuanianCardError
     raise UnsupportedCardError("not a Lithuanian ID card (ATR)")
+
+
+class LithuanianCard:
+    """The registry's entry for Lithuanian cards: recognised, never opened."""
+
+    @classmethod
+    def open(cls, connection: SmartCardConnection, cache: object = None) -> NoReturn:
+        open_session(connection, cache)

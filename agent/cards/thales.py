@@ -176,6 +176,12 @@ def profile_for_atr(atr: bytes) -> ThalesProfile | None:
 class ThalesSession:
     """A session on one Thales PKCS-15 card (implements :class:`CardSession`)."""
 
+    @classmethod
+    def open(cls, connection: SmartCardConnection, cache: CertificateCache | None = None) -> ThalesSession:
+        """The registry's entry: :func:`open_session`."""
+        return open_session(connection, cache)
+
+
     def __init__(self, channel: CardChannel, profile: ThalesProfile,
                  cache: CertificateCache) -> None:
         self.channel = channel

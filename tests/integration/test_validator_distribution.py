@@ -5,6 +5,7 @@ validate through that installed copy."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import venv
 from pathlib import Path
@@ -37,7 +38,9 @@ def test_bare_venv_install_validates_the_vectors(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    subprocess.run([python, "-m", "pip", "install", "-q", str(ROOT / "validator")], check=True,
+    source = tmp_path / "validator"  # a copy: the build leaves build/ and *.egg-info beside the sources
+    shutil.copytree(ROOT / "validator", source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    subprocess.run([python, "-m", "pip", "install", "-q", str(source)], check=True,
                    capture_output=True, text=True, timeout=600)
     installed = subprocess.run([python, "-m", "pip", "list", "--format=json"], check=True,
                                capture_output=True, text=True).stdout
