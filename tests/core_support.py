@@ -113,9 +113,9 @@ async def settle(service: AgentService) -> None:
     """Let queued reader events be handled (the core processes them in order)."""
     for _ in range(50):
         await asyncio.sleep(0)
-        if service._events.empty():
+        if not service.events_pending():
             await asyncio.sleep(0.01)
-            if service._events.empty():
+            if not service.events_pending():
                 return
 
 

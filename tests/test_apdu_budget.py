@@ -296,7 +296,7 @@ def test_swap_not_yet_seen_never_gets_the_pin(vpcd: Any, data18: Any, data18_sec
             # The events arrive: the core re-identifies the card and works with it.
             backend.release()
             def identified() -> bool:
-                state = service._cards.get(READER_0)
+                state = service.cards.state(READER_0)
                 return state is not None and state.info is not None and (
                     state.info.holder_name == "Bob Tester")
 

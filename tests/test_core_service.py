@@ -428,7 +428,7 @@ def test_pin_pad_reader_uses_secure_entry(data18: Any) -> None:
         backend.add_reader(READER_A, pinpad=PinPadFeatures(verify_pin_direct=0x42000DB2)).result()
         backend.insert(READER_A, card).result()
         async with running_core({}, backend=backend, policy=POLICY) as (service, interaction, _):
-            service._open_session = opener
+            service.cards.open_session = opener
             token = await service.open_client(ORIGIN).authenticate(NONCE)
             verify_token(token, ORIGIN, NONCE)
             assert interaction.kinds() == ["pinpad"]

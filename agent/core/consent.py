@@ -21,11 +21,21 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from agent.interaction import ConsentKind
+from agent.core.origin import normalize_origin
+from agent.core.waiting import ask_user
+from agent.errors import OriginNotAllowedError
+from agent.interaction import (
+    ConsentDecision,
+    ConsentKind,
+    ConsentRequest,
+    UserInteraction,
+)
+from agent.policy import MachinePolicy
 
-__all__ = ["ApprovalStore"]
+__all__ = ["ApprovalStore", "ConsentGate"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,3 +121,91 @@ class ApprovalStore:
         """The origins approved for ``kind``, sorted."""
         with self._lock:
             return tuple(sorted(o for o, kinds in self._data.items() if kind.value in kinds))
+
+
+class ConsentGate:
+    """Which origins may use the card, and asking the user: machine policy, stored
+    approvals and the consent dialogs (the per-connection "allow once" is the session's)."""
+
+    def __init__(
+        self,
+        approvals: ApprovalStore,
+        policy: MachinePolicy,
+        interaction: UserInteraction,
+        *,
+        on_change: Callable[[], None],
+    ) -> None:
+        """Args:
+        approvals: the user's stored "always" answers.
+        policy: the machine policy (listed origins, whether users may approve).
+        interaction: how to ask the user.
+        on_change: called after the user approved a site "always" (tray state).
+        """
+        self.approvals = approvals
+        self.policy = policy
+        self.interaction = interaction
+        self._on_change = on_change
+        self.policy_origins = self._normalize_policy(policy.allowed_origins)
+
+    @staticmethod
+    def _normalize_policy(origins: tuple[str, ...]) -> frozenset[str]:
+        normalized = set()
+        for origin in origins:
+            try:
+                normalized.add(normalize_origin(origin))
+            except OriginNotAllowedError:
+                logger.error("machine policy lists an invalid origin %r; ignored", origin)
+        return frozenset(normalized)
+
+    @property
+    def user_may_approve(self) -> bool:
+        return self.policy.allow_user_approval
+
+    def precheck(self, origin: str) -> None:
+        """Refuse a connection whose origin is malformed or barred by machine policy.
+
+        Raises:
+            OriginNotAllowedError: bad syntax (https only; http for loopback hosts), or the
+                policy allows no user approvals and does not list this origin.
+        """
+        normalized = normalize_origin(origin)
+        if normalized in self.policy_origins:
+            return
+        if not self.policy.allow_user_approval:
+            raise OriginNotAllowedError(
+                f"{normalized} is not among the sites the administrator allowed"
+            )
+
+    def is_approved(self, origin: str, kind: ConsentKind = ConsentKind.SITE) -> bool:
+        """Allowed by machine policy (sites only) or by a stored user approval."""
+        if kind is ConsentKind.SITE and origin in self.policy_origins:
+            return True
+        return self.policy.allow_user_approval and self.approvals.is_approved(origin, kind)
+
+    def allowed_origins(self) -> tuple[str, ...]:
+        """The sites the user approved "always" (none when the policy forbids approvals)."""
+        return self.approvals.origins() if self.policy.allow_user_approval else ()
+
+    def revoke(self, origin: str) -> None:
+        self.approvals.revoke(origin)
+
+    async def ask(
+        self,
+        origin: str,
+        kind: ConsentKind,
+        timeout: float,
+        lang: str | None,
+        holder: str | None = None,
+    ) -> ConsentDecision:
+        """Ask the user about ``origin`` for ``kind``; an "always" answer is stored.
+
+        Raises:
+            UserTimeoutError: no answer within ``timeout``.
+        """
+        request = ConsentRequest(origin, kind, holder, timeout, lang=lang)
+        decision = await ask_user(self.interaction.ask_consent(request), timeout)
+        if decision is ConsentDecision.ALLOW_ALWAYS:
+            self.approvals.approve(origin, kind)
+            if kind is ConsentKind.SITE:
+                self._on_change()
+        return decision
