@@ -21,12 +21,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from agent.cards.beid import CertificateCache
 from agent.core import AgentConfig, AgentService
+from agent.core.values import CardEvent
 from agent.emulator.backend import VirtualBackend
 from agent.emulator.beid import BeidCard, BeidCardData
 from agent.emulator.pki import Holder, TestPki, make_card_data
 from agent.hashes import WEB_EID_HASHES
 from agent.interaction_scripted import ScriptedInteraction
 from agent.policy import MachinePolicy
+from agent.ws.messages import event_json, result_json
 
 T = TypeVar("T")
 
@@ -119,8 +121,18 @@ async def settle(service: AgentService) -> None:
                 return
 
 
-def verify_token(token: dict[str, str], origin: str, nonce: str) -> x509.Certificate:
-    """Check a web-eid:1.0 token the way the Web eID validators do (signature part)."""
+def wire(value: Any) -> Any:
+    """A core result or event in its wire form (what a page receives)."""
+    if isinstance(value, CardEvent):
+        return event_json(value)
+    return result_json(value)
+
+
+def verify_token(token: Any, origin: str, nonce: str) -> x509.Certificate:
+    """Check a web-eid:1.0 token the way the Web eID validators do (signature part);
+    ``token`` is the core's AuthToken or its wire form."""
+    if not isinstance(token, dict):
+        token = wire(token)
     assert token["format"] == "web-eid:1.0"
     certificate = x509.load_der_x509_certificate(base64.b64decode(token["unverifiedCertificate"]))
     hash_name = {"ES256": "SHA-256", "ES384": "SHA-384", "ES512": "SHA-512", "RS256": "SHA-256",

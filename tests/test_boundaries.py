@@ -56,3 +56,19 @@ def test_the_core_knows_neither_sockets_nor_pyscard() -> None:
     rooms = [ROOT / "agent" / "core", ROOT / "agent" / "cards"]
     for path in [p for room in rooms for p in room.rglob("*.py")]:
         assert not {"smartcard", "websockets", "socket"} & _imports(path), path
+
+
+def test_the_core_speaks_typed_values() -> None:
+    """No base64 and no camelCase JSON keys in agent/core: agent/ws/messages.py makes the wire."""
+    import re
+
+    camel_key = re.compile(r"""["'][a-z]+[A-Z][A-Za-z]*["']\s*:""")
+    for path in (ROOT / "agent" / "core").rglob("*.py"):
+        assert not {"base64", "binascii", "json"} & _imports(path) or path.name == "consent.py", path
+        assert not camel_key.search(path.read_text(encoding="utf-8")), path
+
+
+def test_no_core_module_over_500_lines() -> None:
+    for path in (ROOT / "agent" / "core").rglob("*.py"):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        assert lines <= 500, (path, lines)

@@ -30,7 +30,8 @@ from agent.core.consent import ApprovalStore, ConsentGate
 from agent.core.origin import normalize_origin
 from agent.core.pin import PinDesk
 from agent.core.queue import CardQueue
-from agent.core.session import ClientSession, SessionTools, card_json
+from agent.core.session import ClientSession, SessionTools
+from agent.core.values import CardEvent
 from agent.core.waiting import CardWaiter
 from agent.errors import OriginNotAllowedError
 from agent.interaction import ConsentKind, UserInteraction
@@ -196,9 +197,8 @@ class AgentService:
         if event.kind is EventKind.CARD_INSERTED and self.config.identify_cards:
             await self.cards.identify(event.reader)
         info = self.cards.info(event.reader)
-        payload = {"type": event.kind.value, "reader": event.reader, "card": card_json(info)}
         for session in list(self._sessions):
-            session.deliver(payload)
+            session.deliver(CardEvent(event.kind, event.reader, info))
         if event.kind is EventKind.CARD_INSERTED:
             self._notice(Notice.CARD_INSERTED, (info.holder_name or "") if info else "")
         elif event.kind is EventKind.CARD_REMOVED:

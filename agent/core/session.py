@@ -10,8 +10,6 @@ the queue, read what is needed, ask for the PIN, use the card.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import logging
 from collections.abc import Callable, Coroutine
@@ -25,6 +23,17 @@ from agent.core.config import AgentConfig
 from agent.core.consent import ConsentGate
 from agent.core.pin import PinDesk
 from agent.core.queue import CardQueue
+from agent.core.values import (
+    AuthToken,
+    CardEvent,
+    CertificateResult,
+    IdentityResult,
+    PinChangeResult,
+    PinStatusResult,
+    ReaderStatus,
+    SignatureResult,
+    StatusResult,
+)
 from agent.core.waiting import CardWaiter
 from agent.errors import (
     CardRemovedError,
@@ -41,7 +50,7 @@ __all__ = ["ClientSession", "EventSink", "SessionHost", "SessionTools"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-EventSink = Callable[[dict[str, Any]], None]
+EventSink = Callable[[CardEvent], None]
 
 
 class SessionHost(Protocol):
@@ -63,21 +72,6 @@ class SessionTools:
     pins: PinDesk
     queue: CardQueue
     host: SessionHost
-
-
-def card_json(info: CardInfo | None) -> dict[str, Any] | None:
-    if info is None:
-        return None
-    return {"type": info.card_type, "holder": info.holder_name, "serial": info.serial}
-
-
-def _b64decode(value: object, what: str) -> bytes:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgumentError(f"{what} must be a non-empty base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidArgumentError(f"{what} is not valid base64") from None
 
 
 def _sign_with(
@@ -188,41 +182,33 @@ class ClientSession:
 
     # -- the requests ----------------------------------------------------------------------
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> StatusResult:
         """Agent version and readers; never touches a card.
 
         Unapproved origins learn only the version and whether readers hold cards.
         """
         tools = self._tools
         readers = tools.book.readers()
-        if not self.approved:
-            return {
-                "version": tools.config.version,
-                "approved": False,
-                "readers": [{"cardPresent": r.card_present} for r in readers],
-            }
-        entries = []
-        for reader in readers:
-            info = tools.book.info(reader.name) if reader.card_present else None
-            entries.append(
-                {
-                    "name": reader.name,
-                    "cardPresent": reader.card_present,
-                    "pinpad": bool(reader.pinpad and reader.pinpad.can_verify),
-                    "card": card_json(info),
-                }
+        entries = tuple(
+            ReaderStatus(
+                name=reader.name,
+                card_present=reader.card_present,
+                pinpad=bool(reader.pinpad and reader.pinpad.can_verify),
+                card=tools.book.info(reader.name) if reader.card_present else None,
             )
-        return {"version": tools.config.version, "approved": True, "readers": entries}
+            for reader in readers
+        )
+        return StatusResult(tools.config.version, self.approved, entries)
 
     async def get_signing_certificate(
         self, *, timeout: float | None = None, lang: str | None = None
-    ) -> dict[str, Any]:
-        """The signing certificate and what its key can do (web-eid.js shape)."""
+    ) -> CertificateResult:
+        """The signing certificate and what its key can do."""
         return await self._run(
             self._get_signing_certificate(self._tools.config.timeout(timeout), lang)
         )
 
-    async def _get_signing_certificate(self, timeout: float, lang: str | None) -> dict[str, Any]:
+    async def _get_signing_certificate(self, timeout: float, lang: str | None) -> CertificateResult:
         tools = self._tools
         await self._ensure_approved(timeout, lang)
         reader = await tools.waiter.pick_card(self.origin, Operation.GET_CERTIFICATE, timeout, lang)
@@ -232,14 +218,11 @@ class ClientSession:
             )
         if certificate is None:
             raise NotSupportedError("this card has no signing certificate")
-        return {
-            "certificate": base64.b64encode(certificate).decode("ascii"),
-            "supportedSignatureAlgorithms": [a.to_json() for a in algorithms],
-        }
+        return CertificateResult(certificate, tuple(algorithms))
 
     async def authenticate(
         self, challenge_nonce: str, *, timeout: float | None = None, lang: str | None = None
-    ) -> dict[str, Any]:
+    ) -> AuthToken:
         """A Web eID ``web-eid:1.0`` token over this origin and ``challenge_nonce``.
 
         Raises:
@@ -251,7 +234,7 @@ class ClientSession:
             self._authenticate(nonce, self._tools.config.timeout(timeout), lang)
         )
 
-    async def _authenticate(self, nonce: str, timeout: float, lang: str | None) -> dict[str, Any]:
+    async def _authenticate(self, nonce: str, timeout: float, lang: str | None) -> AuthToken:
         tools = self._tools
         await self._ensure_approved(timeout, lang)
         reader = await tools.waiter.pick_card(self.origin, Operation.AUTHENTICATE, timeout, lang)
@@ -279,29 +262,28 @@ class ClientSession:
 
     async def sign(
         self,
-        certificate: str,
-        hash: str,  # noqa: A002 - web-eid.js names it so
+        certificate: bytes,
+        hash: bytes,  # noqa: A002 - web-eid.js names it so
         hash_function: str,
         *,
         timeout: float | None = None,
         lang: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> SignatureResult:
         """Sign ``hash`` with the key of ``certificate``, on whichever card holds it.
 
         When no inserted card holds the certificate, the user is asked to insert the
         right one (card notice, reason WRONG_CARD) until ``timeout``.
 
         Raises:
-            InvalidArgumentError: bad base64, unknown hash function, wrong hash length.
+            InvalidArgumentError: not a certificate, unknown hash function, wrong hash length.
             CertificateNotFoundError: other cards stayed in the readers until the timeout.
             UserTimeoutError: no card at all (or no reader) until the timeout.
         """
-        der = _b64decode(certificate, "certificate")
+        der, digest = certificate, hash
         token.load_certificate(der)
         known = WEB_EID_HASHES.get(hash_function)
         if known is None:
             raise InvalidArgumentError(f"unsupported hashFunction {hash_function!r}")
-        digest = _b64decode(hash, "hash")
         expected = known.length
         if len(digest) != expected:
             raise InvalidArgumentError(
@@ -318,7 +300,7 @@ class ClientSession:
         hash_function: str,
         timeout: float,
         lang: str | None,
-    ) -> dict[str, Any]:
+    ) -> SignatureResult:
         tools = self._tools
         await self._ensure_approved(timeout, lang)
         reader, epoch = await tools.waiter.find_certificate(self.origin, certificate, timeout, lang)
@@ -342,14 +324,11 @@ class ClientSession:
         logger.info(
             "signed a %s hash for %s with the card in %r", hash_function, self.origin, reader
         )
-        return {
-            "signature": base64.b64encode(signature).decode("ascii"),
-            "signatureAlgorithm": algorithm.to_json(),
-        }
+        return SignatureResult(signature, algorithm)
 
     async def read_identity(
         self, *, photo: bool = True, timeout: float | None = None, lang: str | None = None
-    ) -> dict[str, Any]:
+    ) -> IdentityResult:
         """Name, address and (optionally) photo, after the user agreed for this origin."""
         return await self._run(
             self._read_identity(photo, self._tools.config.timeout(timeout), lang)
@@ -357,7 +336,7 @@ class ClientSession:
 
     async def _read_identity(
         self, photo: bool, timeout: float, lang: str | None
-    ) -> dict[str, Any]:
+    ) -> IdentityResult:
         tools = self._tools
         await self._ensure_approved(timeout, lang)
         reader = await tools.waiter.pick_card(self.origin, Operation.READ_IDENTITY, timeout, lang)
@@ -372,16 +351,15 @@ class ClientSession:
         async with tools.queue.hold(reader, self.origin, timeout):
             identity = await tools.book.card_job(reader, functools.partial(_read_identity, photo))
         logger.info("identity read for %s from the card in %r", self.origin, reader)
-        result: dict[str, Any] = identity.to_json()
-        return result
+        return IdentityResult(identity)
 
     async def pin_status(
         self, *, timeout: float | None = None, lang: str | None = None
-    ) -> dict[str, Any]:
+    ) -> PinStatusResult:
         """Tries left for each PIN of the card (no try is spent)."""
         return await self._run(self._pin_status(self._tools.config.timeout(timeout), lang))
 
-    async def _pin_status(self, timeout: float, lang: str | None) -> dict[str, Any]:
+    async def _pin_status(self, timeout: float, lang: str | None) -> PinStatusResult:
         tools = self._tools
         await self._ensure_approved(timeout, lang)
         reader = await tools.waiter.pick_card(self.origin, Operation.CHANGE_PIN, timeout, lang)
@@ -389,20 +367,7 @@ class ClientSession:
             info, statuses = await tools.book.card_job(reader, _read_pin_statuses)
         for status in statuses:
             tools.book.remember_pin(reader, info.serial, status.pin, status)
-        return {
-            "pins": [
-                {
-                    "name": s.pin.name,
-                    "triesLeft": s.tries_left,
-                    "maxTries": s.pin.max_tries,
-                    "blocked": s.blocked,
-                    "mustChange": s.must_change,
-                }
-                for s in statuses
-            ],
-            "reader": reader,
-            "cardType": info.card_type,
-        }
+        return PinStatusResult(reader, info.card_type, tuple(statuses))
 
     async def change_pin(
         self,
@@ -410,7 +375,7 @@ class ClientSession:
         timeout: float | None = None,
         pin_name: str | None = None,
         lang: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> PinChangeResult:
         """Change a PIN through the agent's own dialog (or the PIN pad).
 
         ``pin_name`` picks the PIN on cards with several (default: the authentication PIN).
@@ -421,7 +386,7 @@ class ClientSession:
 
     async def _change_pin(
         self, pin_name: str | None, timeout: float, lang: str | None
-    ) -> dict[str, Any]:
+    ) -> PinChangeResult:
         tools = self._tools
         await self._ensure_approved(timeout, lang)
         reader = await tools.waiter.pick_card(self.origin, Operation.CHANGE_PIN, timeout, lang)
@@ -430,12 +395,7 @@ class ClientSession:
             plan = await tools.pins.plan(reader, epoch, functools.partial(_choose_pin, pin_name))
             await tools.pins.change(self.origin, plan, timeout, lang=lang)
         logger.info("%s changed on the card in %r", plan.pin.name, reader)
-        return {
-            "pin": plan.pin.name,
-            "changed": True,
-            "reader": reader,
-            "cardType": plan.info.card_type,
-        }
+        return PinChangeResult(plan.pin.name, reader, plan.info.card_type)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -446,13 +406,13 @@ class ClientSession:
     def unsubscribe(self) -> None:
         self._subscriber = None
 
-    def deliver(self, payload: dict[str, Any]) -> None:
+    def deliver(self, event: CardEvent) -> None:
         """A reader/card event, for the subscriber if any and the origin is approved."""
         callback = self._subscriber
         if callback is None or self._closed or not self.approved:
             return
         try:
-            callback(dict(payload))
+            callback(event)
         except Exception:
             logger.exception("event delivery to %s failed", self.origin)
 
