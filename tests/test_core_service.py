@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from agent.backend import PinPadFeatures
 from agent.cards import registry
 from agent.cards.base import PINPAD, CardSession
+from agent.core import consent
 from agent.emulator.beid import BeidCard
 from agent.emulator.pki import Holder, TestPki, make_card_data
 from agent.errors import (
@@ -137,8 +138,7 @@ def test_denied_origin_gets_no_card_access(data18: Any) -> None:
                 await session.get_signing_certificate()
             assert interaction.kinds() == ["consent"]
             status = wire(await session.status())
-            assert status == {"version": status["version"], "approved": False,
-                              "readers": [{"cardPresent": True}]}
+            assert status == {"version": service.config.version, "approved": False}
 
     run(scenario())
     assert seen_at_consent == [0]
@@ -149,12 +149,14 @@ def test_allow_once_lasts_for_the_connection_only(data18: Any) -> None:
     card = BeidCard("1.8", data18)
 
     async def scenario() -> None:
-        async with running_core({"consents": ["allow-once", "deny"]}, {READER_A: card}) as (
-                service, interaction, _):
+        async with running_core({"consents": ["allow-once"] * 3 + ["deny"]},
+                                {READER_A: card}) as (service, interaction, _):
             first = service.open_client(ORIGIN)
             await first.get_signing_certificate()
             await first.get_signing_certificate()
-            assert interaction.kinds() == ["consent"]
+            # The site once, then the certificate each time (it names the holder).
+            assert [r.request.kind for r in interaction.records] == [
+                ConsentKind.SITE, ConsentKind.CERTIFICATE, ConsentKind.CERTIFICATE]
             with pytest.raises(OriginNotAllowedError):
                 await service.open_client(ORIGIN).get_signing_certificate()
             assert not service.config.approvals_file.exists()
@@ -166,8 +168,8 @@ def test_allow_always_is_stored_atomically_and_revocable(data18: Any) -> None:
     card = BeidCard("1.8", data18)
 
     async def scenario() -> None:
-        async with running_core({"consents": ["allow-always", "deny"]}, {READER_A: card}) as (
-                service, interaction, _):
+        async with running_core({"consents": ["allow-always", "allow-always", "deny"]},
+                                {READER_A: card}) as (service, interaction, _):
             result = wire(await service.open_client(ORIGIN).get_signing_certificate())
             assert base64.b64decode(result["certificate"]) == data18.sign_cert
             assert {"cryptoAlgorithm": "ECC", "hashFunction": "SHA-384",
@@ -178,13 +180,14 @@ def test_allow_always_is_stored_atomically_and_revocable(data18: Any) -> None:
             assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp left
             assert service.snapshot().allowed_origins == (ORIGIN,)
             await service.open_client(ORIGIN).get_signing_certificate()  # not asked again
-            assert interaction.kinds() == ["consent"]
+            assert [r.request.kind for r in interaction.records] == [
+                ConsentKind.SITE, ConsentKind.CERTIFICATE]
             service.revoke_origin(ORIGIN)
             await asyncio.sleep(0)
             assert json.loads(path.read_text())["origins"] == {}
             with pytest.raises(OriginNotAllowedError):
                 await service.open_client(ORIGIN).get_signing_certificate()
-            assert interaction.kinds() == ["consent", "consent"]
+            assert interaction.kinds() == ["consent"] * 3
 
     run(scenario())
 
@@ -203,8 +206,9 @@ def test_policy_without_user_approval_refuses_other_origins_at_the_handshake() -
     run(scenario())
 
 
-def test_identity_needs_its_own_consent(data18: Any) -> None:
+def test_identity_needs_its_own_consent(data18: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     card = BeidCard("1.8", data18)
+    monkeypatch.setattr(consent, "DENIAL_MEMORY", 0.0)  # see test_a_denial_is_remembered
 
     async def scenario() -> None:
         async with running_core({"consents": ["deny", "allow-always"]}, {READER_A: card},

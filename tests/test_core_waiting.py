@@ -136,7 +136,7 @@ def test_every_card_operation_waits(data18: Any) -> None:
     stage = Stage(*[lambda request: backend.insert(READER_A, BeidCard("1.8", data18))] * 3)
 
     async def scenario() -> None:
-        async with running_core({"consents": ["allow-once"]}, backend=backend,
+        async with running_core({"consents": ["allow-once"] * 2}, backend=backend,
                                 on_request=stage, policy=POLICY) as (service, interaction, _):
             session = service.open_client(ORIGIN)
             certificate = wire(await session.get_signing_certificate())
@@ -393,7 +393,7 @@ def test_lang_reaches_every_prompt(data18: Any, data18_second: Any) -> None:
     cards = {READER_A: BeidCard("1.8", data18), READER_B: BeidCard("1.8", data18_second)}
 
     async def scenario() -> None:
-        async with running_core({"consents": ["allow-once"] * 3, "choices": [1, 0, 0, 0],
+        async with running_core({"consents": ["allow-once"] * 4, "choices": [1, 0, 0, 0],
                                  "pins": ["1234"], "pinChanges": [["1234", "5678"]]},
                                 cards) as (service, interaction, _):
             session = service.open_client(ORIGIN)
@@ -405,7 +405,7 @@ def test_lang_reaches_every_prompt(data18: Any, data18_second: Any) -> None:
                 ("consent", "fr"), ("choice", "fr"), ("pin", "fr"),
                 ("choice", "et"), ("consent", "et"),
                 ("choice", "lt"), ("pin-change", "lt"),
-                ("consent", None), ("choice", None),
+                ("consent", None), ("choice", None), ("consent", None),
             ]
 
     run(scenario())

@@ -278,6 +278,7 @@ class AgentService:
             self._revoked(origin)
 
     def _revoked(self, origin: str) -> None:
+        self.consent.forget(origin)
         for session in list(self._sessions):
             if session.origin == origin:
                 session.revoke()

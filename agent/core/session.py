@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from agent.cards.base import CardInfo, CardSession, KeyRole, PinEntry, PinInfo, PinStatus
+from agent.certinfo import holder_id, holder_name
 from agent.core import token
 from agent.core.cards import CardBook
 from agent.core.config import AgentConfig
@@ -185,9 +186,11 @@ class ClientSession:
     async def status(self) -> StatusResult:
         """Agent version and readers; never touches a card.
 
-        Unapproved origins learn only the version and whether readers hold cards.
+        Unapproved origins learn only the version: nothing about readers or cards.
         """
         tools = self._tools
+        if not self.approved:
+            return StatusResult(tools.config.version, approved=False)
         readers = tools.book.readers()
         entries = tuple(
             ReaderStatus(
@@ -198,12 +201,16 @@ class ClientSession:
             )
             for reader in readers
         )
-        return StatusResult(tools.config.version, self.approved, entries)
+        return StatusResult(tools.config.version, True, entries)
 
     async def get_signing_certificate(
         self, *, timeout: float | None = None, lang: str | None = None
     ) -> CertificateResult:
-        """The signing certificate and what its key can do."""
+        """The signing certificate and what its key can do.
+
+        The user is asked each time (the dialog shows the holder's name and national
+        number, which the certificate carries) unless they chose "always" for this site.
+        """
         return await self._run(
             self._get_signing_certificate(self._tools.config.timeout(timeout), lang)
         )
@@ -218,6 +225,17 @@ class ClientSession:
             )
         if certificate is None:
             raise NotSupportedError("this card has no signing certificate")
+        if not tools.consent.is_approved(self.origin, ConsentKind.CERTIFICATE):
+            decision = await tools.consent.ask(
+                self.origin,
+                ConsentKind.CERTIFICATE,
+                timeout,
+                lang,
+                holder=holder_name(certificate, all_given_names=True),
+                subject_id=holder_id(certificate),
+            )
+            if decision is ConsentDecision.DENY:
+                raise UserCancelledError("the user did not allow reading the signing certificate")
         return CertificateResult(certificate, tuple(algorithms))
 
     async def authenticate(

@@ -83,7 +83,7 @@ class ReaderStatus:
 
 @dataclass(frozen=True)
 class StatusResult:
-    """``status``: readers only for an approved origin (else none at all)."""
+    """``status``: readers and cards only for an approved origin (else the version only)."""
 
     version: str
     approved: bool

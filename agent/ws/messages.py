@@ -189,11 +189,7 @@ def _pin_json(status: PinStatus) -> dict[str, Any]:
 
 def _status_json(result: StatusResult) -> dict[str, Any]:
     if not result.approved:
-        return {
-            "version": result.version,
-            "approved": False,
-            "readers": [{"cardPresent": r.card_present} for r in result.readers],
-        }
+        return {"version": result.version, "approved": False}
     readers = [
         {
             "name": r.name,
