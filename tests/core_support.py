@@ -26,7 +26,9 @@ from agent.app.scripted import ScriptedInteraction
 from agent.cards.common import CertificateCache
 from agent.core import AgentConfig, AgentService
 from agent.core.policy import MachinePolicy
+from agent.core.values import CardEvent
 from agent.smartcard.hashes import WEB_EID_HASHES
+from agent.ws.messages import event_json, result_json
 
 T = TypeVar("T")
 
@@ -113,14 +115,24 @@ async def settle(service: AgentService) -> None:
     """Let queued reader events be handled (the core processes them in order)."""
     for _ in range(50):
         await asyncio.sleep(0)
-        if service._events.empty():
+        if not service.events_pending():
             await asyncio.sleep(0.01)
-            if service._events.empty():
+            if not service.events_pending():
                 return
 
 
-def verify_token(token: dict[str, str], origin: str, nonce: str) -> x509.Certificate:
-    """Check a web-eid:1.0 token the way the Web eID validators do (signature part)."""
+def wire(value: Any) -> Any:
+    """A core result or event in its wire form (what a page receives)."""
+    if isinstance(value, CardEvent):
+        return event_json(value)
+    return result_json(value)
+
+
+def verify_token(token: Any, origin: str, nonce: str) -> x509.Certificate:
+    """Check a web-eid:1.0 token the way the Web eID validators do (signature part);
+    ``token`` is the core's AuthToken or its wire form."""
+    if not isinstance(token, dict):
+        token = wire(token)
     assert token["format"] == "web-eid:1.0"
     certificate = x509.load_der_x509_certificate(base64.b64decode(token["unverifiedCertificate"]))
     hash_name = {"ES256": "SHA-256", "ES384": "SHA-384", "ES512": "SHA-512", "RS256": "SHA-256",

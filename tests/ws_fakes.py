@@ -69,7 +69,8 @@ class FakeSession:
         script = self.service.scripts.get(method)
         if script is not None:
             return await script(self, kwargs)
-        return {"method": method, "origin": self.origin, **kwargs}
+        echo = {k: v.hex() if isinstance(v, bytes) else v for k, v in kwargs.items()}
+        return {"method": method, "origin": self.origin, **echo}
 
     async def wait_until_closed(self) -> None:
         """For scripts: block like a PIN prompt until the page goes away."""
@@ -89,7 +90,7 @@ class FakeSession:
     async def authenticate(self, challenge_nonce: str, **kwargs: Any) -> dict[str, Any]:
         return await self._card("authenticate", challenge_nonce=challenge_nonce, **kwargs)
 
-    async def sign(self, certificate: str, hash: str, hash_function: str, **kwargs: Any) -> dict:  # noqa: A002
+    async def sign(self, certificate: bytes, hash: bytes, hash_function: str, **kwargs: Any) -> dict:  # noqa: A002
         return await self._card(
             "sign", certificate=certificate, hash=hash, hash_function=hash_function, **kwargs
         )

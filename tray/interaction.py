@@ -35,6 +35,12 @@ from agent.errors import AgentError, UserCancelledError, UserTimeoutError
 
 logger = logging.getLogger(__name__)
 
+_CONSENT_TYPES = {
+    ConsentKind.SITE: "consent-site",
+    ConsentKind.IDENTITY: "consent-identity",
+    ConsentKind.CERTIFICATE: "consent-certificate",
+}
+
 __all__ = ["DialogInteraction", "DialogProcessError", "dialog_command"]
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -172,8 +178,10 @@ class DialogInteraction:
             self._forget(request_id)
 
     async def ask_consent(self, request: ConsentRequest) -> ConsentDecision:
-        kind = "consent-site" if request.kind is ConsentKind.SITE else "consent-identity"
+        kind = _CONSENT_TYPES[request.kind]
         payload = {"origin": request.origin, "holder": request.holder, "timeout": request.timeout}
+        if request.subject_id is not None:
+            payload["subjectId"] = request.subject_id
         try:
             reply = await self._ask(kind, payload, request)
         except UserCancelledError:

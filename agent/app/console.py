@@ -127,6 +127,11 @@ class ConsoleInteraction:
     async def ask_consent(self, request: ConsentRequest) -> ConsentDecision:
         if request.kind is ConsentKind.IDENTITY:
             question = f"Allow {request.origin} to read your name, address and photo?"
+        elif request.kind is ConsentKind.CERTIFICATE:
+            question = (
+                f"Allow {request.origin} to read your signing certificate "
+                f"(name {request.holder or '?'}, national number {request.subject_id or '?'})?"
+            )
         else:
             question = f"Allow {request.origin} to use your ID card?"
         self._say(question)

@@ -98,12 +98,13 @@ async def run_agent(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until ``stop`` is set (or the task is cancelled)."""
+    from agent.app.memory import release_free_memory
     from agent.core.service import AgentService
     from agent.pcsc import PcscBackend
     from agent.ws import serve
 
     backend = PcscBackend()
-    service = AgentService(backend, interaction, config=config)
+    service = AgentService(backend, interaction, config=config, on_idle=release_free_memory)
     stop = stop or asyncio.Event()
     await service.start()
     try:

@@ -53,6 +53,7 @@ class PinRequest:
 class ConsentKind(enum.Enum):
     SITE = "site"  # may this site use the ID card at all?
     IDENTITY = "identity"  # may this site read name, address and photo?
+    CERTIFICATE = "certificate"  # may this site read the signing certificate (name + number)?
 
 
 class ConsentDecision(enum.Enum):
@@ -68,6 +69,7 @@ class ConsentRequest:
     holder: str | None = None
     timeout: float = 120.0
     lang: str | None = None
+    subject_id: str | None = None  # CERTIFICATE: the national number (or personal code)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ ES256/384/512. ECDSA signatures are raw ``r || s``.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agent.cards.base import SignatureAlgorithm
+from agent.core.values import AuthToken
 from agent.errors import InvalidArgumentError, NotSupportedError
 from agent.smartcard.certinfo import parse_certificate
 from agent.smartcard.hashes import WEB_EID_HASHES
@@ -142,12 +142,6 @@ def auth_digest(origin: str, nonce: str, hash_function: str) -> bytes:
 
 def build_token(
     certificate: bytes, algorithm: TokenAlgorithm, signature: bytes, app_version: str
-) -> dict[str, str]:
-    """The token as web-eid.js returns it from ``authenticate``."""
-    return {
-        "unverifiedCertificate": base64.b64encode(certificate).decode("ascii"),
-        "algorithm": algorithm.name,
-        "signature": base64.b64encode(signature).decode("ascii"),
-        "format": TOKEN_FORMAT,
-        "appVersion": app_version,
-    }
+) -> AuthToken:
+    """The token ``authenticate`` returns (``agent.ws.messages`` gives its JSON form)."""
+    return AuthToken(certificate, algorithm.name, signature, TOKEN_FORMAT, app_version)

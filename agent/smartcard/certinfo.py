@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["holder_name", "parse_certificate"]
+__all__ = ["holder_id", "holder_name", "parse_certificate"]
 
 _BELGIAN_SUFFIXES: Final = (" (Authentication)", " (Signature)")
 
@@ -49,6 +49,20 @@ def _display(part: str) -> str:
     """A name part as people write it: capitals-only names (Baltic certificates) title-cased,
     others left alone (``McAllister``, ``van den Berg``)."""
     return part.title() if part.isupper() else part
+
+
+def holder_id(certificate: bytes | None) -> str | None:
+    """The subject's ``serialNumber``: the Belgian national number, an Estonian or Baltic
+    personal code (``PNOEE-...``); ``None`` when absent or unparsable."""
+    if not certificate:
+        return None
+    try:
+        values = parse_certificate(certificate).subject.get_attributes_for_oid(
+            NameOID.SERIAL_NUMBER
+        )
+    except (ValueError, TypeError, x509.InvalidVersion):
+        return None
+    return str(values[0].value) if values else None
 
 
 def holder_name(certificate: bytes | None, *, all_given_names: bool = False) -> str | None:

@@ -20,12 +20,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agent.core.values import (
+    AuthenticateRequest,
+    ChangePinRequest,
+    Options,
+    ReadIdentityRequest,
+    SignRequest,
+)
+from agent.errors import InvalidArgumentError
+from agent.ws import messages
 from agent.ws.errors import ErrorCode, RpcError, error_object, from_exception
+from agent.ws.messages import ParamsError
 
 __all__ = [
     "MAX_MESSAGE_SIZE",
@@ -43,182 +52,128 @@ MAX_MESSAGE_SIZE = 64 * 1024
 """Largest request answered with a JSON-RPC error instead of a result (bytes of UTF-8)."""
 MAX_PENDING = 4
 """Calls one connection may have running at once."""
-MAX_STRING = 16 * 1024
-"""Longest string parameter (a base64 certificate is about 2-3 KiB)."""
 
 RequestId = str | int | float | None
-EventCallback = Callable[[dict[str, Any]], None]
-
-_LANG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
+EventCallback = Callable[[Any], None]
 
 
 class ClientSessionLike(Protocol):
-    """What the dispatcher calls: ``agent.core``'s ClientSession (see core-contract)."""
+    """What the dispatcher calls: ``agent.core``'s ClientSession (see core-contract).
+
+    Results are the core's typed values (:mod:`agent.core.values`), made JSON by
+    :func:`agent.ws.messages.result_json`; events are :class:`~agent.core.values.CardEvent`.
+    """
 
     origin: str
 
-    async def status(self) -> dict[str, Any]: ...
+    async def status(self) -> object: ...
     async def get_signing_certificate(
         self, *, timeout: float | None = None, lang: str | None = None
-    ) -> dict[str, Any]: ...
+    ) -> object: ...
     async def authenticate(
         self, challenge_nonce: str, *, timeout: float | None = None, lang: str | None = None
-    ) -> dict[str, Any]: ...
+    ) -> object: ...
     async def sign(
         self,
-        certificate: str,
-        hash: str,  # noqa: A002 - the contract's name
+        certificate: bytes,
+        hash: bytes,  # noqa: A002 - the contract's name
         hash_function: str,
         *,
         timeout: float | None = None,
         lang: str | None = None,
-    ) -> dict[str, Any]: ...
+    ) -> object: ...
     async def read_identity(
         self, *, photo: bool = True, timeout: float | None = None, lang: str | None = None
-    ) -> dict[str, Any]: ...
+    ) -> object: ...
     async def pin_status(
         self, *, timeout: float | None = None, lang: str | None = None
-    ) -> dict[str, Any]: ...
+    ) -> object: ...
     async def change_pin(
         self, *, timeout: float | None = None, pin_name: str | None = None, lang: str | None = None
-    ) -> dict[str, Any]: ...
+    ) -> object: ...
     def subscribe(self, callback: EventCallback) -> None: ...
     def unsubscribe(self) -> None: ...
     async def close(self) -> None: ...
 
 
-class ParamsError(Exception):
-    """A request's params do not fit the method (becomes ERR_WEBEID_NATIVE_INVALID_ARGUMENT)."""
-
-    def __init__(self, message: str, parameter: str | None = None) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-
-
 @dataclass(frozen=True)
 class Call:
-    """A validated request, ready to run."""
+    """A validated request, ready to run: ``request`` is the method's typed request."""
 
     id: RequestId
     method: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-
-# --- parameter validation -------------------------------------------------------------
-
-
-def _check_names(params: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    for name in params:
-        if name not in allowed:
-            raise ParamsError(f"unknown parameter {name!r}", name)
-
-
-def _string(params: Mapping[str, Any], name: str) -> str:
-    value = params.get(name)
-    if value is None or value == "":
-        raise ParamsError(f"missing parameter {name!r}", name)
-    if not isinstance(value, str):
-        raise ParamsError(f"parameter {name!r} must be a string", name)
-    if len(value) > MAX_STRING:
-        raise ParamsError(f"parameter {name!r} is too long", name)
-    return value
-
-
-def _options(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``options: {userInteractionTimeout (ms), lang}`` → ``{timeout (s), lang}``."""
-    options = params.get("options")
-    if options is None:
-        return {"timeout": None, "lang": None}
-    if not isinstance(options, dict):
-        raise ParamsError("'options' must be an object", "options")
-    _check_names(options, ("userInteractionTimeout", "lang"))
-    timeout: float | None = None
-    raw = options.get("userInteractionTimeout")
-    if raw is not None:
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or not raw > 0:
-            raise ParamsError(
-                "'userInteractionTimeout' must be a positive number of milliseconds",
-                "userInteractionTimeout",
-            )
-        timeout = float(raw) / 1000.0
-    lang = options.get("lang")
-    if lang is not None and (not isinstance(lang, str) or not _LANG.fullmatch(lang)):
-        raise ParamsError("'lang' must be a language code such as 'en' or 'fr'", "lang")
-    return {"timeout": timeout, "lang": lang}
-
-
-def _bind_none(params: Mapping[str, Any]) -> dict[str, Any]:
-    _check_names(params, ())
-    return {}
-
-
-def _bind_options(params: Mapping[str, Any]) -> dict[str, Any]:
-    _check_names(params, ("options",))
-    return _options(params)
-
-
-def _bind_authenticate(params: Mapping[str, Any]) -> dict[str, Any]:
-    _check_names(params, ("challengeNonce", "options"))
-    return {"challenge_nonce": _string(params, "challengeNonce"), **_options(params)}
-
-
-def _bind_sign(params: Mapping[str, Any]) -> dict[str, Any]:
-    _check_names(params, ("certificate", "hash", "hashFunction", "options"))
-    return {
-        "certificate": _string(params, "certificate"),
-        "hash": _string(params, "hash"),
-        "hash_function": _string(params, "hashFunction"),
-        **_options(params),
-    }
-
-
-def _bind_read_identity(params: Mapping[str, Any]) -> dict[str, Any]:
-    _check_names(params, ("photo", "options"))
-    photo = params.get("photo", True)
-    if not isinstance(photo, bool):
-        raise ParamsError("'photo' must be true or false", "photo")
-    return {"photo": photo, **_options(params)}
-
-
-def _bind_change_pin(params: Mapping[str, Any]) -> dict[str, Any]:
-    _check_names(params, ("pinName", "options"))
-    kwargs: dict[str, Any] = dict(_options(params))
-    if params.get("pinName") is not None:  # cards with several PINs: "PIN1", "PIN2"
-        kwargs["pin_name"] = _string(params, "pinName")
-    return kwargs
+    request: Any = None
 
 
 # --- methods --------------------------------------------------------------------------
 
-Invoker = Callable[["RpcProtocol", Mapping[str, Any]], Awaitable[dict[str, Any]]]
+Invoker = Callable[["RpcProtocol", Any], Awaitable[object]]
 
 
-async def _subscribe(proto: RpcProtocol, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+async def _subscribe(proto: RpcProtocol, request: None) -> dict[str, Any]:
     proto.session.subscribe(proto.emit)
     return {"subscribed": True}
 
 
-async def _unsubscribe(proto: RpcProtocol, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+async def _unsubscribe(proto: RpcProtocol, request: None) -> dict[str, Any]:
     proto.session.unsubscribe()
     return {"subscribed": False}
 
 
+def _status(proto: RpcProtocol, request: None) -> Awaitable[object]:
+    return proto.session.status()
+
+
+def _authenticate(proto: RpcProtocol, r: AuthenticateRequest) -> Awaitable[object]:
+    return proto.session.authenticate(
+        r.challenge_nonce, timeout=r.options.timeout, lang=r.options.lang
+    )
+
+
+def _get_signing_certificate(proto: RpcProtocol, r: Options) -> Awaitable[object]:
+    return proto.session.get_signing_certificate(timeout=r.timeout, lang=r.lang)
+
+
+def _sign(proto: RpcProtocol, r: SignRequest) -> Awaitable[object]:
+    return proto.session.sign(
+        r.certificate, r.hash, r.hash_function, timeout=r.options.timeout, lang=r.options.lang
+    )
+
+
+def _read_identity(proto: RpcProtocol, r: ReadIdentityRequest) -> Awaitable[object]:
+    return proto.session.read_identity(
+        photo=r.photo, timeout=r.options.timeout, lang=r.options.lang
+    )
+
+
+def _pin_status(proto: RpcProtocol, r: Options) -> Awaitable[object]:
+    return proto.session.pin_status(timeout=r.timeout, lang=r.lang)
+
+
+def _change_pin(proto: RpcProtocol, r: ChangePinRequest) -> Awaitable[object]:
+    if r.pin_name is None:
+        return proto.session.change_pin(timeout=r.options.timeout, lang=r.options.lang)
+    return proto.session.change_pin(
+        timeout=r.options.timeout, lang=r.options.lang, pin_name=r.pin_name
+    )
+
+
 @dataclass(frozen=True)
 class _Method:
-    bind: Callable[[Mapping[str, Any]], dict[str, Any]]
+    parse: Callable[[Mapping[str, Any]], Any]
     invoke: Invoker
 
 
 METHODS: Mapping[str, _Method] = {
-    "status": _Method(_bind_none, lambda p, k: p.session.status()),
-    "authenticate": _Method(_bind_authenticate, lambda p, k: p.session.authenticate(**k)),
-    "getSigningCertificate": _Method(_bind_options, lambda p, k: p.session.get_signing_certificate(**k)),
-    "sign": _Method(_bind_sign, lambda p, k: p.session.sign(**k)),
-    "readIdentity": _Method(_bind_read_identity, lambda p, k: p.session.read_identity(**k)),
-    "pinStatus": _Method(_bind_options, lambda p, k: p.session.pin_status(**k)),
-    "changePin": _Method(_bind_change_pin, lambda p, k: p.session.change_pin(**k)),
-    "subscribe": _Method(_bind_none, _subscribe),
-    "unsubscribe": _Method(_bind_none, _unsubscribe),
+    "status": _Method(messages.parse_none, _status),
+    "authenticate": _Method(messages.parse_authenticate, _authenticate),
+    "getSigningCertificate": _Method(messages.parse_only_options, _get_signing_certificate),
+    "sign": _Method(messages.parse_sign, _sign),
+    "readIdentity": _Method(messages.parse_read_identity, _read_identity),
+    "pinStatus": _Method(messages.parse_only_options, _pin_status),
+    "changePin": _Method(messages.parse_change_pin, _change_pin),
+    "subscribe": _Method(messages.parse_none, _subscribe),
+    "unsubscribe": _Method(messages.parse_none, _unsubscribe),
 }
 """The socket's methods, by their JSON-RPC names."""
 
@@ -281,14 +236,14 @@ class RpcProtocol:
         self.max_pending = max_pending
         self.pending = 0
 
-    def emit(self, payload: dict[str, Any]) -> None:
-        """Send a session event to the page as a notification."""
-        self._emit(self.event(payload))
+    def emit(self, event: object) -> None:
+        """Send a session event (a :class:`~agent.core.values.CardEvent`) to the page."""
+        self._emit(self.event(event))
 
     @staticmethod
-    def event(payload: dict[str, Any]) -> dict[str, Any]:
+    def event(event: Any) -> dict[str, Any]:
         """The notification carrying one reader/card event."""
-        return {"jsonrpc": "2.0", "method": "event", "params": payload}
+        return {"jsonrpc": "2.0", "method": "event", "params": messages.event_json(event)}
 
     def receive(self, message: str | bytes) -> Call | dict[str, Any] | None:
         """Parse one WebSocket message.
@@ -343,10 +298,12 @@ class RpcProtocol:
                 error_object(ErrorCode.INVALID_ARGUMENT, "params must be an object (by name)"),
             )
         try:
-            kwargs = method.bind(params)
+            typed = method.parse(params)
         except ParamsError as exc:
             extra = {"parameter": exc.parameter} if exc.parameter else {}
             return _error(request_id, error_object(ErrorCode.INVALID_ARGUMENT, str(exc), **extra))
+        except InvalidArgumentError as exc:  # well-formed, but not base64
+            return _error(request_id, from_exception(exc).to_json())
         if self.pending >= self.max_pending:
             return _error(
                 request_id,
@@ -356,7 +313,7 @@ class RpcProtocol:
                 ),
             )
         self.pending += 1
-        return Call(request_id, request["method"], kwargs)
+        return Call(request_id, request["method"], typed)
 
     @staticmethod
     def _check_envelope(request: dict[str, Any]) -> str | None:
@@ -375,8 +332,8 @@ class RpcProtocol:
         """
         try:
             logger.debug("%s: %s", self.session.origin, call.method)
-            result = await METHODS[call.method].invoke(self, call.kwargs)
-            return _response(call.id, result)
+            result = await METHODS[call.method].invoke(self, call.request)
+            return _response(call.id, messages.result_json(result))
         except Exception as exc:  # noqa: BLE001 - every error becomes a JSON-RPC error
             error: RpcError = from_exception(exc)
             logger.info("%s: %s failed: %s", self.session.origin, call.method, error.code.name_code)

@@ -60,9 +60,10 @@ export interface ReaderStatus {
 
 export interface StatusResult {
   version: string;
-  /** Whether this site is approved; unapproved sites see only cardPresent per reader. */
+  /** Whether this site is approved; unapproved sites see the version only (no readers). */
   approved?: boolean;
-  readers: ReaderStatus[];
+  /** Absent until this site is approved. */
+  readers?: ReaderStatus[];
   [key: string]: unknown;
 }
 

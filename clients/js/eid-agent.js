@@ -185,7 +185,7 @@ export class EidAgent {
     this._closed = false;
   }
 
-  /** Agent version and readers (card details only once this site is approved). */
+  /** Agent version; readers and cards only once this site is approved. */
   status() {
     return this._call("status", undefined, this.requestTimeout);
   }

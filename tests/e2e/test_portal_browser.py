@@ -214,7 +214,8 @@ def test_full_registration(applet: str, pki: TestPki, vpcd: Any, portal: Portal,
     from playwright.sync_api import expect
 
     insert(vpcd, pki, applet)
-    process = agent({"pins": [PIN, PIN], "consents": ["allow-once"]})
+    # Consents: the identity file, then the signing certificate (asked each time).
+    process = agent({"pins": [PIN, PIN], "consents": ["allow-once", "allow-once"]})
     prefix = f"{applet}-"
     open_landing(page, portal)
     shot(page, prefix + "1-landing")
@@ -394,6 +395,25 @@ def type_pin_in_dialog(display: str, pin: str, name: str) -> None:
     assert xdotool(display, "key", "Return").returncode == 0
 
 
+def allow_certificate_in_dialog(display: str, name: str) -> None:
+    """Wait for the certificate consent, then choose "Allow once" with the keyboard as a
+    person would (focus starts on Deny; Tab moves to Allow once; Space presses it)."""
+    deadline = time.monotonic() + WAIT / 1000
+    windows: list[str] = []
+    while not windows:
+        if time.monotonic() > deadline:
+            raise AssertionError("the agent's certificate consent never appeared")
+        windows = xdotool(display, "search", "--onlyvisible", "--name",
+                          "Share your signing certificate").stdout.split()
+        time.sleep(0.1)
+    window = windows[-1]
+    time.sleep(1.5)  # let it paint, take focus, and pass any input delay
+    grab_window(display, window, name)
+    assert xdotool(display, "windowfocus", "--sync", window).returncode == 0
+    assert xdotool(display, "key", "Tab").returncode == 0
+    assert xdotool(display, "key", "space").returncode == 0
+
+
 def grab_window(display: str, window: str, name: str) -> None:
     from PIL import ImageGrab
 
@@ -419,6 +439,7 @@ def test_full_registration_typing_the_pin_in_the_agent_dialog(
     enter_code(page, phone_code(page, portal))
     expect_step(page, "sign")
     page.click("#sign")
+    allow_certificate_in_dialog(xvfb, "dialog-consent-certificate")
     type_pin_in_dialog(xvfb, PIN, "dialog-pin-sign")
     expect_step(page, "done")
     shot(page, "dialogs-done")
@@ -451,7 +472,7 @@ def test_full_registration_with_an_estonian_card(vpcd: Any, pcscd: PrivatePcscd,
     portal = Portal(httpd.app, clock)
     home = tmp_path / "agent-home"
     home.mkdir()
-    process = AgentProcess(pcscd, home, {"pins": ["1234", "12345"], "consents": []},
+    process = AgentProcess(pcscd, home, {"pins": ["1234", "12345"], "consents": ["allow-once"]},
                            allow_origins=(portal.origin,))
     portal.app.agent_url = process.url
     try:

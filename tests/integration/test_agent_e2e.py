@@ -52,7 +52,7 @@ def test_authenticate_and_sign_verify_server_side(applet, pki, pcscd, vpcd, tmp_
     served = vpcd(_card(pki, applet))
     nonce = base64.b64encode(os.urandom(32)).decode()
     digest = hashlib.sha256(b"registration summary").digest()
-    script = {"pins": [PIN, PIN], "consents": []}
+    script = {"pins": [PIN, PIN], "consents": ["allow-once"]}  # the certificate, each time
     with AgentProcess(pcscd, tmp_path, script, allow_origins=(PORTAL,)) as agent:
         token, cert, _ = asyncio.run(_rpc(agent.url, PORTAL, [
             ("authenticate", {"challengeNonce": nonce}),

@@ -32,7 +32,7 @@ from agent.pcsc import connect, wait_for_card
 from agent.smartcard.backend import EventCallback, ReaderEvent
 from tests import core_support
 from tests.conftest import READER_0
-from tests.core_support import NONCE, ORIGIN, make_config, verify_token
+from tests.core_support import NONCE, ORIGIN, make_config, verify_token, wire
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.usefixtures("user_env")]
 
@@ -110,9 +110,8 @@ def _pin_commands(commands: list[bytes]) -> list[bytes]:
     return [c for c in commands if c[1] == 0x20 and len(c) > 4]
 
 
-def _sign_params(certificate: bytes) -> tuple[str, str, str]:
-    digest = bytes(range(32))
-    return base64.b64encode(certificate).decode(), base64.b64encode(digest).decode(), "SHA-256"
+def _sign_params(certificate: bytes) -> tuple[bytes, bytes, str]:
+    return certificate, bytes(range(32)), "SHA-256"
 
 
 async def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -138,7 +137,7 @@ def test_warm_authenticate_and_sign_within_budget(vpcd: Any, data18: Any) -> Non
 
             await client.sign(*_sign_params(data18.sign_cert))  # reads the signing cert
             start = len(card.commands)
-            result = await client.sign(*_sign_params(data18.sign_cert))
+            result = wire(await client.sign(*_sign_params(data18.sign_cert)))
             warm_sign = card.commands[start:]
         finally:
             await service.stop()
@@ -248,7 +247,7 @@ def test_swap_seen_while_the_pin_prompt_is_open(vpcd: Any, data18: Any, data18_s
             assert _pin_commands(first.commands[before:]) == []
             assert _pin_commands(second.commands) == []
             # The new card is identified; the next request shows its holder and works.
-            token = await client.authenticate(NONCE)
+            token = wire(await client.authenticate(NONCE))
             verify_token(token, ORIGIN, NONCE)
             assert base64.b64decode(token["unverifiedCertificate"]) == data18_second.auth_cert
             last = interaction.records[-1].request
@@ -297,12 +296,12 @@ def test_swap_not_yet_seen_never_gets_the_pin(vpcd: Any, data18: Any, data18_sec
             # The events arrive: the core re-identifies the card and works with it.
             backend.release()
             def identified() -> bool:
-                state = service._cards.get(READER_0)
+                state = service.cards.state(READER_0)
                 return state is not None and state.info is not None and (
                     state.info.holder_name == "Bob Tester")
 
             await _wait_for(identified)
-            token = await client.authenticate(NONCE)
+            token = wire(await client.authenticate(NONCE))
             assert base64.b64decode(token["unverifiedCertificate"]) == data18_second.auth_cert
             assert len(_pin_commands(second.commands)) == 1
         finally:

@@ -16,7 +16,7 @@ from agent.core.policy import MachinePolicy
 from agent.errors import OriginNotAllowedError
 from tests import core_support
 from tests.conftest import READER_0, READER_1
-from tests.core_support import NONCE, ORIGIN, OTHER_ORIGIN, make_config, run, verify_token
+from tests.core_support import NONCE, ORIGIN, OTHER_ORIGIN, make_config, run, verify_token, wire
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.usefixtures("user_env")]
 
@@ -63,13 +63,13 @@ def test_core_through_pcscd(vpcd: Any, data18: Any, data18_second: Any) -> None:
 
             session = service.open_client(ORIGIN)
             events: list[dict[str, Any]] = []
-            session.subscribe(events.append)
+            session.subscribe(lambda e: events.append(wire(e)))
             # Signing picks the card that holds the certificate, among two readers.
-            result = await session.sign(
-                base64.b64encode(data18_second.sign_cert).decode(),
-                base64.b64encode(digest).decode(),
+            result = wire(await session.sign(
+                data18_second.sign_cert,
+                digest,
                 "SHA-384",
-            )
+            ))
             assert len(base64.b64decode(result["signature"])) == 96
             assert interaction.records[-1].request.reader == READER_1
             # The second card leaves: the approved subscriber hears it, and authentication
@@ -77,7 +77,7 @@ def test_core_through_pcscd(vpcd: Any, data18: Any, data18_second: Any) -> None:
             served_second.remove()
             await _wait_for(lambda: any(e["type"] == "card-removed" for e in events))
             assert events[-1]["reader"] == READER_1
-            token = await session.authenticate(NONCE)
+            token = wire(await session.authenticate(NONCE))
             verify_token(token, ORIGIN, NONCE)
             assert base64.b64decode(token["unverifiedCertificate"]) == data18.auth_cert
             assert interaction.records[-1].request.reader == READER_0

@@ -30,7 +30,7 @@ from agent.errors import UserCancelledError
 from tests import core_support
 from tests.agent_process import AgentProcess
 from tests.conftest import READER_0, READER_1
-from tests.core_support import NONCE, ORIGIN, make_config, verify_token
+from tests.core_support import NONCE, ORIGIN, make_config, verify_token, wire
 from tests.integration.test_idemia import verify
 
 pytestmark = pytest.mark.pcsc
@@ -76,7 +76,7 @@ def test_core_with_an_estonian_and_a_finnish_card(pkis: dict[str, OtherPki], vpc
         try:
             session = service.open_client(ORIGIN)
             events: list[dict[str, Any]] = []
-            session.subscribe(events.append)
+            session.subscribe(lambda e: events.append(wire(e)))
             vpcd(estonian, slot=0)
             vpcd(finnish, slot=1)
             await _wait_for(lambda: sum(e["type"] == "card-inserted" for e in events) == 2)
@@ -86,7 +86,7 @@ def test_core_with_an_estonian_and_a_finnish_card(pkis: dict[str, OtherPki], vpc
             assert named[READER_0]["serial"] == estonian.data.document_number
 
             # authenticate: the user chooses the Finnish card; its PIN1 is asked for; PS256.
-            token = await session.authenticate(NONCE)
+            token = wire(await session.authenticate(NONCE))
             choice = interaction.records[0]
             assert choice.kind == "choice"
             assert [(c.reader, c.card_type) for c in choice.request.choices] == [
@@ -98,8 +98,8 @@ def test_core_with_an_estonian_and_a_finnish_card(pkis: dict[str, OtherPki], vpc
 
             # sign: the card holding the certificate is found; PIN2 asked, a wrong one
             # spends a try and the dialog comes back with the tries left.
-            result = await session.sign(_b64(estonian.data.keys.sign_der), _b64(digest),
-                                        "SHA-256")
+            result = wire(await session.sign(estonian.data.keys.sign_der, digest,
+                                        "SHA-256"))
             prompts = [r.request for r in interaction.records[2:] if r.kind == "pin"]
             assert [(p.pin.name, p.reader, p.tries_left) for p in prompts] == [
                 ("PIN2", READER_0, 3), ("PIN2", READER_0, 2)]
@@ -108,7 +108,7 @@ def test_core_with_an_estonian_and_a_finnish_card(pkis: dict[str, OtherPki], vpc
             assert estonian.tries_left("PIN2") == 3
 
             # authenticate again, the Estonian card: ES384 with its PIN1.
-            token = await session.authenticate(NONCE)
+            token = wire(await session.authenticate(NONCE))
             assert token["algorithm"] == "ES384"
             cert = x509.load_der_x509_certificate(base64.b64decode(token["unverifiedCertificate"]))
             assert cert.public_bytes(Encoding.DER) == estonian.data.keys.auth_der
@@ -133,10 +133,10 @@ def test_core_refuses_an_unchanged_estonian_2025_pin2(pkis: dict[str, OtherPki],
         try:
             await _wait_for(lambda: any(r.card_present for r in service.backend.readers()))
             session = service.open_client(ORIGIN)
-            status = await session.pin_status()
+            status = wire(await session.pin_status())
             assert [p["name"] for p in status["pins"]] == ["PIN1", "PIN2", "PUK"]
             with pytest.raises(PinChangeRequiredError, match="change PIN2"):
-                await session.sign(_b64(card.data.keys.sign_der), _b64(bytes(32)), "SHA-256")
+                await session.sign(card.data.keys.sign_der, bytes(32), "SHA-256")
         finally:
             await service.stop()
 

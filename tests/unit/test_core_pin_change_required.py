@@ -12,7 +12,7 @@ from eid_emulator.thales import make_card
 
 from agent.errors import PinChangeRequiredError
 from agent.ws.errors import from_exception
-from tests.core_support import run, running_core, user_env  # noqa: F401 - fixture
+from tests.core_support import run, running_core, user_env, wire  # noqa: F401 - fixture
 
 ORIGIN = "https://portal.example"
 
@@ -26,7 +26,7 @@ def test_initial_pin_is_refused_without_a_prompt(user_env) -> None:  # noqa: F81
             client = service.open_client(ORIGIN)
             with pytest.raises(PinChangeRequiredError) as refused:
                 await client.authenticate(base64.b64encode(os.urandom(32)).decode(), timeout=5)
-            status = await client.pin_status(timeout=5)
+            status = wire(await client.pin_status(timeout=5))
             return refused.value, status, interaction.kinds()
 
     error, status, prompts = run(go())

@@ -20,6 +20,7 @@ from eid_validator import AuthTokenValidator
 from agent.app.scripted import CANCEL, HANG
 from agent.cards import registry
 from agent.cards.base import PINPAD, CardSession
+from agent.core import consent
 from agent.core.interaction import ConsentKind, Operation
 from agent.core.policy import MachinePolicy
 from agent.errors import (
@@ -46,6 +47,7 @@ from tests.core_support import (
     settle,
     verbs,
     verify_token,
+    wire,
 )
 
 # Fixtures shared by the core tests.
@@ -81,7 +83,7 @@ def test_authenticate_builds_a_token_the_validator_accepts(
         async with running_core({"pins": ["1234"]}, {READER_A: card}, policy=POLICY) as (
             service, interaction, _):
             session = service.open_client(ORIGIN)
-            token = await session.authenticate(NONCE)
+            token = wire(await session.authenticate(NONCE))
             request = interaction.records[0].request
             assert interaction.kinds() == ["pin"]  # policy origin: no consent prompt
             assert request.origin == ORIGIN and request.operation is Operation.AUTHENTICATE
@@ -135,9 +137,8 @@ def test_denied_origin_gets_no_card_access(data18: Any) -> None:
             with pytest.raises(OriginNotAllowedError):  # not asked again on this connection
                 await session.get_signing_certificate()
             assert interaction.kinds() == ["consent"]
-            status = await session.status()
-            assert status == {"version": status["version"], "approved": False,
-                              "readers": [{"cardPresent": True}]}
+            status = wire(await session.status())
+            assert status == {"version": service.config.version, "approved": False}
 
     run(scenario())
     assert seen_at_consent == [0]
@@ -148,12 +149,14 @@ def test_allow_once_lasts_for_the_connection_only(data18: Any) -> None:
     card = BeidCard("1.8", data18)
 
     async def scenario() -> None:
-        async with running_core({"consents": ["allow-once", "deny"]}, {READER_A: card}) as (
-                service, interaction, _):
+        async with running_core({"consents": ["allow-once"] * 3 + ["deny"]},
+                                {READER_A: card}) as (service, interaction, _):
             first = service.open_client(ORIGIN)
             await first.get_signing_certificate()
             await first.get_signing_certificate()
-            assert interaction.kinds() == ["consent"]
+            # The site once, then the certificate each time (it names the holder).
+            assert [r.request.kind for r in interaction.records] == [
+                ConsentKind.SITE, ConsentKind.CERTIFICATE, ConsentKind.CERTIFICATE]
             with pytest.raises(OriginNotAllowedError):
                 await service.open_client(ORIGIN).get_signing_certificate()
             assert not service.config.approvals_file.exists()
@@ -165,9 +168,9 @@ def test_allow_always_is_stored_atomically_and_revocable(data18: Any) -> None:
     card = BeidCard("1.8", data18)
 
     async def scenario() -> None:
-        async with running_core({"consents": ["allow-always", "deny"]}, {READER_A: card}) as (
-                service, interaction, _):
-            result = await service.open_client(ORIGIN).get_signing_certificate()
+        async with running_core({"consents": ["allow-always", "allow-always", "deny"]},
+                                {READER_A: card}) as (service, interaction, _):
+            result = wire(await service.open_client(ORIGIN).get_signing_certificate())
             assert base64.b64decode(result["certificate"]) == data18.sign_cert
             assert {"cryptoAlgorithm": "ECC", "hashFunction": "SHA-384",
                     "paddingScheme": "NONE"} in result["supportedSignatureAlgorithms"]
@@ -177,13 +180,14 @@ def test_allow_always_is_stored_atomically_and_revocable(data18: Any) -> None:
             assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp left
             assert service.snapshot().allowed_origins == (ORIGIN,)
             await service.open_client(ORIGIN).get_signing_certificate()  # not asked again
-            assert interaction.kinds() == ["consent"]
+            assert [r.request.kind for r in interaction.records] == [
+                ConsentKind.SITE, ConsentKind.CERTIFICATE]
             service.revoke_origin(ORIGIN)
             await asyncio.sleep(0)
             assert json.loads(path.read_text())["origins"] == {}
             with pytest.raises(OriginNotAllowedError):
                 await service.open_client(ORIGIN).get_signing_certificate()
-            assert interaction.kinds() == ["consent", "consent"]
+            assert interaction.kinds() == ["consent"] * 3
 
     run(scenario())
 
@@ -202,8 +206,9 @@ def test_policy_without_user_approval_refuses_other_origins_at_the_handshake() -
     run(scenario())
 
 
-def test_identity_needs_its_own_consent(data18: Any) -> None:
+def test_identity_needs_its_own_consent(data18: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     card = BeidCard("1.8", data18)
+    monkeypatch.setattr(consent, "DENIAL_MEMORY", 0.0)  # see test_a_denial_is_remembered
 
     async def scenario() -> None:
         async with running_core({"consents": ["deny", "allow-always"]}, {READER_A: card},
@@ -213,7 +218,7 @@ def test_identity_needs_its_own_consent(data18: Any) -> None:
             with pytest.raises(UserCancelledError):
                 await session.read_identity()
             assert len(card.commands) == before
-            identity = await session.read_identity(photo=False)
+            identity = wire(await session.read_identity(photo=False))
             assert identity["identity"]["cardNumber"] == "592123456789"
             assert identity["photo"] is None
             await session.read_identity(photo=False)  # stored: not asked again
@@ -234,21 +239,21 @@ def test_sign_finds_the_card_holding_the_certificate(data18: Any, data18_second:
         async with running_core({"pins": ["1234"]}, {READER_A: first, READER_B: second},
                                 policy=POLICY) as (service, interaction, _):
             session = service.open_client(ORIGIN)
-            result = await session.sign(
-                base64.b64encode(data18_second.sign_cert).decode(),
-                base64.b64encode(digest).decode(), "SHA-384")
+            result = wire(await session.sign(
+                data18_second.sign_cert,
+                digest, "SHA-384"))
             request = interaction.records[0].request
             assert request.reader == READER_B and request.operation is Operation.SIGN
             assert request.detail and "SHA-384" in request.detail
             with pytest.raises(CertificateNotFoundError):  # other cards only, until the timeout
-                await session.sign(base64.b64encode(data18.auth_cert).decode(),
-                                   base64.b64encode(digest).decode(), "SHA-384", timeout=0.2)
+                await session.sign(data18.auth_cert,
+                                   digest, "SHA-384", timeout=0.2)
             assert [r.request.reason.value for r in interaction.records
                     if r.kind == "card-notice" and r.outcome == "shown"] == ["wrong-card"]
             assert interaction.open_card_notices() == 0
             with pytest.raises(InvalidArgumentError):
-                await session.sign(base64.b64encode(data18.sign_cert).decode(),
-                                   base64.b64encode(digest[:32]).decode(), "SHA-384")
+                await session.sign(data18.sign_cert,
+                                   digest[:32], "SHA-384")
             return result
 
     result = run(scenario())
@@ -271,7 +276,7 @@ def test_wrong_pin_reasks_with_tries_left(data18: Any) -> None:
     async def scenario() -> None:
         async with running_core({"pins": ["0000", "1234"]}, {READER_A: card}, policy=POLICY) as (
                 service, interaction, _):
-            token = await service.open_client(ORIGIN).authenticate(NONCE)
+            token = wire(await service.open_client(ORIGIN).authenticate(NONCE))
             verify_token(token, ORIGIN, NONCE)
             assert [r.request.tries_left for r in interaction.records] == [3, 2]
 
@@ -322,7 +327,7 @@ def test_blocked_pin(data18: Any) -> None:
             with pytest.raises(PinBlockedError):  # known blocked: nobody is asked
                 await session.authenticate(NONCE)
             assert len(interaction.records) == 3
-            status = await session.pin_status()
+            status = wire(await session.pin_status())
             assert status["pins"][0]["blocked"] is True and status["pins"][0]["triesLeft"] == 0
             assert service.snapshot().readers[0].card.pin_blocked  # type: ignore[union-attr]
 
@@ -428,11 +433,11 @@ def test_pin_pad_reader_uses_secure_entry(data18: Any) -> None:
         backend.add_reader(READER_A, pinpad=PinPadFeatures(verify_pin_direct=0x42000DB2)).result()
         backend.insert(READER_A, card).result()
         async with running_core({}, backend=backend, policy=POLICY) as (service, interaction, _):
-            service._open_session = opener
-            token = await service.open_client(ORIGIN).authenticate(NONCE)
+            service.cards.open_session = opener
+            token = wire(await service.open_client(ORIGIN).authenticate(NONCE))
             verify_token(token, ORIGIN, NONCE)
             assert interaction.kinds() == ["pinpad"]
-            assert (await service.open_client(ORIGIN).status())["readers"][0]["pinpad"] is True
+            assert wire(await service.open_client(ORIGIN).status())["readers"][0]["pinpad"] is True
 
     run(scenario())
     assert entries == [PINPAD]
@@ -446,11 +451,11 @@ def test_pin_status_and_change(data18: Any, pki: TestPki) -> None:
                                  "pins": ["5678"]}, {READER_A: card}, policy=POLICY) as (
                 service, interaction, _):
             session = service.open_client(ORIGIN)
-            status = await session.pin_status()
+            status = wire(await session.pin_status())
             assert status == {"pins": [{"name": "PIN", "triesLeft": 3, "maxTries": 3,
                                         "blocked": False, "mustChange": False}],
                               "reader": READER_A, "cardType": "BE eID (applet 1.8)"}
-            changed = await session.change_pin()
+            changed = wire(await session.change_pin())
             assert changed["pin"] == "PIN" and changed["changed"] is True
             assert [r.request.tries_left for r in interaction.records] == [3, 2]
             verify_token(await session.authenticate(NONCE), ORIGIN, NONCE)
@@ -486,8 +491,8 @@ def test_events_reach_only_approved_subscribers(data18: Any) -> None:
         async with running_core({}, policy=POLICY) as (service, _, backend):
             approved, unapproved = service.open_client(ORIGIN), service.open_client(OTHER_ORIGIN)
             got: dict[str, list[dict[str, Any]]] = {"approved": [], "unapproved": []}
-            approved.subscribe(got["approved"].append)
-            unapproved.subscribe(got["unapproved"].append)
+            approved.subscribe(lambda e: got["approved"].append(wire(e)))
+            unapproved.subscribe(lambda e: got["unapproved"].append(wire(e)))
             backend.insert(READER_A, BeidCard("1.8", data18)).result()
             await settle(service)
             backend.remove(READER_A).result()
@@ -508,7 +513,7 @@ def test_status_and_snapshot(data18: Any) -> None:
     async def scenario() -> None:
         async with running_core({}, {READER_A: BeidCard("1.8", data18)}, policy=POLICY) as (
                 service, interaction, backend):
-            status = await service.open_client(ORIGIN).status()
+            status = wire(await service.open_client(ORIGIN).status())
             assert status["readers"] == [{"name": READER_A, "cardPresent": True, "pinpad": False,
                                           "card": {"type": "BE eID (applet 1.8)",
                                                    "holder": "Alice Specimen",

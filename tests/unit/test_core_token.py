@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from agent.cards.base import SignatureAlgorithm
 from agent.core import token
 from agent.errors import InvalidArgumentError
+from agent.ws.messages import token_json
 
 VECTORS = Path("/work/shared/reference/vectors/webeid-tokens.json")
 
@@ -90,8 +91,10 @@ def test_base64_of_32_to_96_bytes_is_a_valid_nonce(raw: bytes) -> None:
 
 def test_build_token_shape() -> None:
     cert = _self_signed(ec.generate_private_key(ec.SECP384R1()))
-    built = token.build_token(cert, token.TokenAlgorithm("ES384", "SHA-384"), b"\x01" * 96,
-                              "https://x/releases/1")
+    built = token_json(token.build_token(cert, token.TokenAlgorithm("ES384", "SHA-384"),
+                                         b"\x01" * 96, "https://x/releases/1"))
+    assert list(built) == ["unverifiedCertificate", "algorithm", "signature", "format",
+                           "appVersion"]
     assert set(built) == {"unverifiedCertificate", "algorithm", "signature", "format", "appVersion"}
     assert base64.b64decode(built["unverifiedCertificate"]) == cert
     assert built["format"] == "web-eid:1.0"

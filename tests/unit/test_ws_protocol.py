@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from typing import Any
 
@@ -174,8 +175,8 @@ def test_sign_and_read_identity_map_params() -> None:
         (
             "sign",
             {
-                "certificate": "MIIB",
-                "hash": "q83v",
+                "certificate": base64.b64decode("MIIB"),
+                "hash": base64.b64decode("q83v"),
                 "hash_function": "SHA-384",
                 "timeout": None,
                 "lang": None,

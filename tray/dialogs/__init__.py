@@ -14,6 +14,8 @@ one JSON reply per line on stdout; closing stdin ends it. Requests carry an ``id
 - ``consent-site``: ``origin`` -> ``{"result": "ok", "decision": "allow-once" |
   "allow-always" | "deny"}``
 - ``consent-identity``: ``origin, holder`` -> ``{"result": "ok", "decision": "allow-once" | "deny"}``
+- ``consent-certificate``: ``origin, holder, subjectId`` (the national number) ->
+  ``{"result": "ok", "decision": "allow-once" | "allow-always" | "deny"}``
 - ``choose-card``: ``origin, operation, choices: [{reader, cardType, holder, serial}]``
   -> ``{"result": "ok", "index": 0}``
 - ``cancel``: ``{"type": "cancel", "id": 1}`` closes dialog 1 (reply ``"result": "closed"``).
@@ -32,6 +34,7 @@ REQUEST_TYPES = (
     "card-wait",
     "consent-site",
     "consent-identity",
+    "consent-certificate",
     "choose-card",
 )
 

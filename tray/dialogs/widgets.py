@@ -607,6 +607,50 @@ class ChooseCardDialog(TrustedDialog):
             self.finish({"result": "ok", "index": row})
 
 
+class CertificateConsentDialog(TrustedDialog):
+    """May this site read the signing certificate (the holder's name and national number)?
+    Nothing is preselected that allows: focus starts on Deny."""
+
+    title_text = N_("Share your signing certificate?")
+
+    def __init__(self, request: dict[str, Any], parent: QWidget | None = None) -> None:
+        super().__init__(request, parent)
+        self.body.addWidget(
+            _label(
+                self._(
+                    "This website wants to read the signing certificate on your ID card. "
+                    "It contains your name and your national number."
+                )
+            )
+        )
+        self.add_card_rows()
+        subject_id = _str(self.request, "subjectId")
+        if subject_id:
+            self.add_row(self._("National number:"), subject_id)
+        self.once_button = self.add_button(
+            self._("Allow once"), self._("Send the certificate to this website this time."),
+            lambda: self._decide("allow-once"),
+        )
+        self.always_button = self.add_button(
+            self._("Always allow"),
+            self._("Send it to this website without asking again. You can revoke it from "
+                   "the tray menu."),
+            lambda: self._decide("allow-always"),
+        )
+        self.deny_button = self.add_button(
+            self._("Deny"), self._("Do not send your certificate."),
+            lambda: self._decide("deny"),
+        )
+        self.chain_tab_order(self.focus_chain())
+        self.deny_button.setFocus()
+
+    def focus_chain(self) -> list[QWidget]:
+        return [self.deny_button, self.once_button, self.always_button]
+
+    def _decide(self, decision: str) -> None:
+        self.finish({"result": "ok", "decision": decision})
+
+
 DIALOGS: dict[str, type[TrustedDialog]] = {
     "pin": PinDialog,
     "pin-change": PinChangeDialog,
@@ -614,6 +658,7 @@ DIALOGS: dict[str, type[TrustedDialog]] = {
     "card-wait": CardWaitDialog,
     "consent-site": SiteConsentDialog,
     "consent-identity": IdentityConsentDialog,
+    "consent-certificate": CertificateConsentDialog,
     "choose-card": ChooseCardDialog,
 }
 
