@@ -10,19 +10,17 @@ ES256/384/512. ECDSA signatures are raw ``r || s``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from eid_validator import contract
 
 from agent.cards.base import SignatureAlgorithm
 from agent.core.values import AuthToken
 from agent.errors import InvalidArgumentError, NotSupportedError
 from agent.smartcard.certinfo import parse_certificate
-from agent.smartcard.hashes import WEB_EID_HASHES
 
 __all__ = [
     "TOKEN_FORMAT",
@@ -37,16 +35,7 @@ __all__ = [
     "validate_nonce",
 ]
 
-TOKEN_FORMAT = "web-eid:1.0"  # noqa: S105 - a format name, not a secret
-NONCE_MIN_LENGTH = 44  # base64 of 32 bytes, as the Web eID app requires
-NONCE_MAX_LENGTH = 128
-_NONCE = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
-
-_CURVES: dict[str, tuple[str, str]] = {
-    "secp256r1": ("ES256", "SHA-256"),
-    "secp384r1": ("ES384", "SHA-384"),
-    "secp521r1": ("ES512", "SHA-512"),
-}
+TOKEN_FORMAT = contract.TOKEN_FORMAT
 
 
 @dataclass(frozen=True)
@@ -73,15 +62,14 @@ def load_certificate(certificate: bytes) -> x509.Certificate:
 def hash_function_for(name: str) -> hashes.HashAlgorithm:
     """A ``cryptography`` hash object for a web-eid.js hash name (exact spelling)."""
     try:
-        return WEB_EID_HASHES[name].new()
-    except KeyError:
-        raise InvalidArgumentError(f"unknown hash function {name!r}") from None
+        return contract.hash_function(name)
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from None
 
 
 def digest(hash_function: str, data: bytes) -> bytes:
-    h = hashes.Hash(hash_function_for(hash_function))
-    h.update(data)
-    return h.finalize()
+    hash_function_for(hash_function)  # the typed error for an unknown name
+    return contract.digest(hash_function, data)
 
 
 def validate_nonce(nonce: object) -> str:
@@ -90,15 +78,10 @@ def validate_nonce(nonce: object) -> str:
     Raises:
         InvalidArgumentError: missing, too short, too long or not base64 text.
     """
-    if not isinstance(nonce, str):
-        raise InvalidArgumentError("challengeNonce must be a string")
-    if not NONCE_MIN_LENGTH <= len(nonce) <= NONCE_MAX_LENGTH:
-        raise InvalidArgumentError(
-            f"challengeNonce must be {NONCE_MIN_LENGTH} to {NONCE_MAX_LENGTH} characters long"
-        )
-    if not _NONCE.match(nonce):
-        raise InvalidArgumentError("challengeNonce must be base64 text")
-    return nonce
+    try:
+        return contract.check_nonce(nonce)
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from None
 
 
 def token_algorithm(
@@ -114,25 +97,18 @@ def token_algorithm(
         InvalidArgumentError: the certificate cannot be parsed.
     """
     key = load_certificate(certificate).public_key()
-    if isinstance(key, rsa.RSAPublicKey):
-        paddings = {a.padding_scheme for a in card_algorithms if a.crypto_algorithm == "RSA"}
-        if paddings == {"PSS"}:
-            return TokenAlgorithm("PS256", "SHA-256", "PSS")
-        return TokenAlgorithm("RS256", "SHA-256")
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        try:
-            name, hash_name = _CURVES[key.curve.name]
-        except KeyError:
-            raise NotSupportedError(f"no Web eID algorithm for curve {key.curve.name}") from None
-        return TokenAlgorithm(name, hash_name)
-    raise NotSupportedError(f"no Web eID algorithm for a {type(key).__name__}")
+    paddings = {a.padding_scheme for a in card_algorithms if a.crypto_algorithm == "RSA"}
+    try:
+        name, hash_name = contract.token_algorithm_for_key(key, rsa_pss=paddings == {"PSS"})
+    except ValueError as exc:
+        raise NotSupportedError(str(exc)) from None
+    return TokenAlgorithm(name, hash_name, "PSS" if name.startswith("PS") else None)
 
 
 def signed_data(origin: str, nonce: str, hash_function: str) -> bytes:
     """``H(origin) || H(nonce)``: what the validator checks the signature over."""
-    return digest(hash_function, origin.encode("utf-8")) + digest(
-        hash_function, nonce.encode("utf-8")
-    )
+    hash_function_for(hash_function)
+    return contract.signed_data(hash_function, origin, nonce)
 
 
 def auth_digest(origin: str, nonce: str, hash_function: str) -> bytes:

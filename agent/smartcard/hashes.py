@@ -1,12 +1,13 @@
 """The hash functions the agent knows, by their web-eid.js names, in one table.
 
 web-eid.js allows SHA-224/256/384/512 and SHA3-224/256/384/512 as ``hashFunction``
-(``/work/shared/reference/web-eid.md`` section 1); the Belgian driver also signs SHA-1
+(``/work/shared/reference/web-eid.md`` section 1; the names come from
+``eid_validator.contract``); the Belgian driver also signs SHA-1
 (applet 1.7), which web-eid.js never sends. Each entry names the ``cryptography`` hash class;
 the digest length comes from that class. The RFC 8017 DigestInfo prefix (what an RSA card
 that pads by itself wants in front of the hash) is given where a driver needs it.
 
-Standard library and ``cryptography`` only, so any layer may use it.
+Standard library, ``cryptography`` and the Web eID contract only, so any layer may use it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from cryptography.hazmat.primitives import hashes
+from eid_validator import contract
 
 logger = logging.getLogger(__name__)
 
@@ -52,20 +54,21 @@ class HashFunction:
         return self.algorithm()
 
 
+# RFC 8017 DigestInfo prefixes, for drivers whose card pads RSA by itself.
+_DIGEST_INFO_PREFIXES: Final = {
+    "SHA-224": bytes.fromhex("302D300D06096086480165030402040500041C"),
+    "SHA-256": bytes.fromhex("3031300D060960864801650304020105000420"),
+    "SHA-384": bytes.fromhex("3041300D060960864801650304020205000430"),
+    "SHA-512": bytes.fromhex("3051300D060960864801650304020305000440"),
+}
+
 HASHES: Final[Mapping[str, HashFunction]] = {
-    h.name: h
-    for h in (
-        HashFunction("SHA-1", hashes.SHA1, bytes.fromhex("3021300906052B0E03021A05000414"),
-                     web_eid=False),
-        HashFunction("SHA-224", hashes.SHA224, bytes.fromhex("302D300D06096086480165030402040500041C")),
-        HashFunction("SHA-256", hashes.SHA256, bytes.fromhex("3031300D060960864801650304020105000420")),
-        HashFunction("SHA-384", hashes.SHA384, bytes.fromhex("3041300D060960864801650304020205000430")),
-        HashFunction("SHA-512", hashes.SHA512, bytes.fromhex("3051300D060960864801650304020305000440")),
-        HashFunction("SHA3-224", hashes.SHA3_224),
-        HashFunction("SHA3-256", hashes.SHA3_256),
-        HashFunction("SHA3-384", hashes.SHA3_384),
-        HashFunction("SHA3-512", hashes.SHA3_512),
-    )
+    "SHA-1": HashFunction("SHA-1", hashes.SHA1, bytes.fromhex("3021300906052B0E03021A05000414"),
+                          web_eid=False),
+    **{
+        name: HashFunction(name, algorithm, _DIGEST_INFO_PREFIXES.get(name))
+        for name, algorithm in contract.HASH_FUNCTIONS.items()
+    },
 }
 """Every hash function a driver or the core knows, by web-eid.js name."""
 

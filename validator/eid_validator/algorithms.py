@@ -9,6 +9,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
+from eid_validator import contract
 from eid_validator.errors import AlgorithmNotAllowedError, SignatureVerificationError
 
 __all__ = [
@@ -28,29 +29,12 @@ class KeyFamily(enum.Enum):
     RSA_PSS = "PSS"
 
 
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "SHA-224": hashes.SHA224,
-    "SHA-256": hashes.SHA256,
-    "SHA-384": hashes.SHA384,
-    "SHA-512": hashes.SHA512,
-    "SHA3-224": hashes.SHA3_224,
-    "SHA3-256": hashes.SHA3_256,
-    "SHA3-384": hashes.SHA3_384,
-    "SHA3-512": hashes.SHA3_512,
-}
-_CURVES: dict[int, type[ec.EllipticCurve]] = {
-    256: ec.SECP256R1,
-    384: ec.SECP384R1,
-    512: ec.SECP521R1,
-}
-
-
 def hash_for_name(name: str) -> hashes.HashAlgorithm:
     """A web-eid.js ``hashFunction`` name ("SHA-256", "SHA3-384", ...) as a hash object."""
     try:
-        return _HASHES[name]()
-    except KeyError:
-        raise AlgorithmNotAllowedError(f"unknown hash function {name!r}") from None
+        return contract.hash_function(name)
+    except ValueError as exc:
+        raise AlgorithmNotAllowedError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -62,8 +46,13 @@ class Algorithm:
     bits: int
 
     @property
+    def hash_name(self) -> str:
+        """The web-eid.js name of the algorithm's hash, e.g. "SHA-384"."""
+        return f"SHA-{self.bits}"
+
+    @property
     def hash(self) -> hashes.HashAlgorithm:
-        return _HASHES[f"SHA-{self.bits}"]()
+        return contract.hash_function(self.hash_name)
 
     @classmethod
     def parse(cls, name: str) -> Algorithm:
@@ -74,8 +63,7 @@ class Algorithm:
         return cls(name, family, int(name[2:]))
 
 
-ALL_ALGORITHMS: frozenset[str] = frozenset(
-    f"{p}{b}" for p in ("ES", "PS", "RS") for b in (256, 384, 512))
+ALL_ALGORITHMS: frozenset[str] = contract.ALGORITHMS
 
 
 def check_algorithm_fits_key(algorithm: Algorithm, public_key: object) -> None:
@@ -84,7 +72,8 @@ def check_algorithm_fits_key(algorithm: Algorithm, public_key: object) -> None:
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
             raise AlgorithmNotAllowedError(f"{algorithm.name} needs an EC key",
                                            check="algorithm-key")
-        if not isinstance(public_key.curve, _CURVES[algorithm.bits]):
+        curve_algorithm = contract.CURVE_ALGORITHMS.get(public_key.curve.name, ("",))[0]
+        if curve_algorithm != algorithm.name:
             raise AlgorithmNotAllowedError(
                 f"{algorithm.name} does not fit curve {public_key.curve.name}",
                 check="algorithm-key")

@@ -12,16 +12,14 @@ import base64
 import binascii
 import json
 import logging
-import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
+from eid_validator import contract
 from eid_validator.algorithms import (
-    ALL_ALGORITHMS,
     Algorithm,
     check_algorithm_fits_key,
     verify_prehashed,
@@ -60,10 +58,7 @@ logger = logging.getLogger(__name__)
 
 MIN_TOKEN_LENGTH = 100
 MAX_TOKEN_LENGTH = 10000
-SUPPORTED_FORMAT_PREFIX = "web-eid:1"
-
-
-LOCALHOST_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+SUPPORTED_FORMAT_PREFIX = contract.FORMAT_PREFIX
 
 
 def check_origin(origin: str, *, allow_http_localhost: bool = False) -> str:
@@ -71,26 +66,12 @@ def check_origin(origin: str, *, allow_http_localhost: bool = False) -> str:
 
     ``allow_http_localhost`` (development and demos only) also accepts
     ``http://localhost[:port]``, ``http://127.0.0.1[:port]`` and ``http://[::1][:port]``.
+    The rule is :func:`eid_validator.contract.check_origin`, the one the agent uses.
 
     Raises:
         ValueError: anything else (path, trailing slash, query, user info, upper case, :443).
     """
-    parts = urllib.parse.urlsplit(origin)
-    local_http = (allow_http_localhost and parts.scheme == "http"
-                  and parts.hostname in LOCALHOST_NAMES)
-    if parts.scheme != "https" and not local_http:
-        raise ValueError(f"site origin must use https: {origin!r}")
-    if not parts.hostname or parts.username is not None or parts.password is not None:
-        raise ValueError(f"site origin needs a host and no user info: {origin!r}")
-    if parts.path or parts.query or parts.fragment or origin.endswith(("/", "?", "#")):
-        raise ValueError(f"site origin must have no path, query or trailing slash: {origin!r}")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"site origin has a bad port: {origin!r}") from exc
-    if origin != origin.lower() or port == (80 if local_http else 443):
-        raise ValueError(f"site origin is not in canonical form: {origin!r}")
-    return origin
+    return contract.check_origin(origin, allow_http_loopback=allow_http_localhost)
 
 
 def _now_utc(clock: Callable[[], datetime]) -> datetime:
@@ -98,16 +79,9 @@ def _now_utc(clock: Callable[[], datetime]) -> datetime:
     return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
 
 
-def _digest(hash_algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
-    h = hashes.Hash(hash_algorithm)
-    h.update(data)
-    return h.finalize()
-
-
 def signed_data(algorithm: Algorithm, origin: str, nonce: str) -> bytes:
     """``H(UTF-8(origin)) || H(UTF-8(nonce))``: what the card's key signs (hashed once more)."""
-    return (_digest(algorithm.hash, origin.encode("utf-8"))
-            + _digest(algorithm.hash, nonce.encode("utf-8")))
+    return contract.signed_data(algorithm.hash_name, origin, nonce)
 
 
 def verify_token_signature(public_key: object, algorithm: str, signature_b64: object,
@@ -127,7 +101,7 @@ def verify_token_signature(public_key: object, algorithm: str, signature_b64: ob
         signature = base64.b64decode(signature_b64, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise TokenParseError("signature is not base64", check="signature-decode") from exc
-    digest = _digest(parsed.hash, signed_data(parsed, origin, nonce))
+    digest = contract.digest(parsed.hash_name, signed_data(parsed, origin, nonce))
     verify_prehashed(public_key, parsed.family, digest, parsed.hash, signature)
 
 
@@ -179,7 +153,7 @@ class AuthTokenValidator:
 
     def __init__(self, site_origin: str, trusted_cas: Sequence[x509.Certificate], *,
                  intermediates: Sequence[x509.Certificate] = (),
-                 allowed_algorithms: Iterable[str] = ALL_ALGORITHMS,
+                 allowed_algorithms: Iterable[str] = contract.ALGORITHMS,
                  disallowed_policies: Iterable[x509.ObjectIdentifier] = MOBILE_ID_POLICIES,
                  ocsp: OcspConfig | None = None,
                  clock: Callable[[], datetime] = utc_now,
@@ -190,7 +164,7 @@ class AuthTokenValidator:
         self.trusted_cas = tuple(trusted_cas)
         self.intermediates = tuple(ParsedCertificate.of(c) for c in intermediates)
         self.allowed_algorithms = frozenset(allowed_algorithms)
-        unknown = self.allowed_algorithms - ALL_ALGORITHMS
+        unknown = self.allowed_algorithms - contract.ALGORITHMS
         if unknown:
             raise ValueError(f"unknown algorithms {sorted(unknown)}")
         self.disallowed_policies = tuple(disallowed_policies)
