@@ -27,6 +27,7 @@ PLUGINS: tuple[tuple[str, str], ...] = (
     ("agent.cli_card", "add_parser"),
     ("agent.cli_serve", "add_parser"),
     ("agent.cli_packaging", "add_parsers"),
+    ("agent.webeid.cli", "add_parsers"),
 )
 
 
