@@ -15,6 +15,7 @@ per-user (HKCU) keys with ``winreg`` — untested here.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -270,8 +271,7 @@ def _install_windows(  # pragma: no cover
     system: bool, browsers: list[str], extension_ids: Sequence[str], replace: bool,
     host_path: str | None, outcome: Outcome,
 ) -> Outcome:
-    assert sys.platform == "win32"
-    import winreg
+    winreg: Any = importlib.import_module("winreg")
 
     host = host_path or host_executable()
     folder = Path(host).parent if system else Path(os.environ.get("LOCALAPPDATA", ".")) / "eid-agent"
@@ -297,8 +297,7 @@ def _install_windows(  # pragma: no cover
 
 
 def _read_default(hive: Any, key_path: str, name: str = "") -> str | None:  # pragma: no cover
-    assert sys.platform == "win32"
-    import winreg
+    winreg: Any = importlib.import_module("winreg")
 
     try:
         with winreg.OpenKey(hive, key_path) as key:
@@ -309,8 +308,7 @@ def _read_default(hive: Any, key_path: str, name: str = "") -> str | None:  # pr
 
 
 def _uninstall_windows(system: bool, browsers: list[str], outcome: Outcome) -> Outcome:  # pragma: no cover
-    assert sys.platform == "win32"
-    import winreg
+    winreg: Any = importlib.import_module("winreg")
 
     hive = winreg.HKEY_LOCAL_MACHINE if system else winreg.HKEY_CURRENT_USER
     for browser in browsers:
