@@ -420,7 +420,11 @@ def _start_quietly() -> None:
 
 def _watch_stdin(stdin: BinaryIO, channel: Channel) -> None:
     """The browser closed the port: drop the channel (the agent cancels) and leave."""
-    while stdin.read(4096):
+    fd = stdin.fileno()  # raw reads: a daemon thread must not hold the buffered reader's lock
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:
         pass
     channel.close()
     os._exit(0)
