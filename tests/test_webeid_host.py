@@ -22,7 +22,9 @@ import pytest
 from agent.webeid import paths
 from tests.webeid_support import ROOT, Host, action, host_env
 
-SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+)
 ORIGIN = "https://portal.example"
 NONCE = base64.b64encode(os.urandom(32)).decode()
 TOKEN = {"unverifiedCertificate": "MIIB", "algorithm": "ES384", "signature": "c2ln",
@@ -221,7 +223,8 @@ def test_get_signing_certificate_and_sign_shapes(env, agent) -> None:
     ("ERR_EID_SOMETHING_NEW", "ERR_WEBEID_NATIVE_FATAL"),
 ])
 def test_agent_errors_map_to_codes_web_eid_js_knows(env, agent, agent_code, webeid_code) -> None:
-    agent.replies.append({"error": {"code": -32000, "message": "what happened", "data": {"code": agent_code}}})
+    error = {"code": -32000, "message": "what happened", "data": {"code": agent_code}}
+    agent.replies.append({"error": error})
     reply = action(env, "authenticate", {"challengeNonce": NONCE, "origin": ORIGIN})
     assert reply == {"error": {"code": webeid_code, "message": "what happened", "eidAgentCode": agent_code}}
 

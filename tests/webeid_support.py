@@ -99,7 +99,9 @@ def host_env(config_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def action(env: dict[str, str], command: str, arguments: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+def action(
+    env: dict[str, str], command: str, arguments: dict[str, Any], timeout: float = 30.0
+) -> dict[str, Any]:
     """One whole action: start, version, command, reply, close."""
     host = Host(env)
     try:
