@@ -56,3 +56,19 @@ def test_the_core_knows_neither_sockets_nor_pyscard() -> None:
     rooms = [ROOT / "agent" / "core", ROOT / "agent" / "cards"]
     for path in [p for room in rooms for p in room.rglob("*.py")]:
         assert not {"smartcard", "websockets", "socket"} & _imports(path), path
+
+
+def test_the_webeid_host_imports_only_the_standard_library() -> None:
+    # The browser starts the host for every action: its start-up time is the user's time.
+    # agent/ws and agent/webeid are the two wire edges (JSON made for pages); the host side
+    # of agent/webeid stays stdlib-only (tests/test_webeid_host.py also checks sys.modules).
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"agent"}
+    for name in ("host.py", "paths.py", "__init__.py"):
+        path = ROOT / "agent" / "webeid" / name
+        assert _imports(path) <= allowed, path
+        text = path.read_text(encoding="utf-8")
+        for line in text.splitlines():
+            if line.startswith(("from agent", "import agent")):
+                assert line.startswith(("from agent import __version__", "from agent.webeid.paths ")), line
