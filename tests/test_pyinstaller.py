@@ -232,3 +232,30 @@ def test_frozen_agent_serves_status(frozen_agent: FrozenAgent) -> None:
     names = [r["name"] for r in status["readers"]]  # type: ignore[attr-defined]
     assert READER_0 in names and READER_1 in names, status
     print(f"\n[bench] frozen agent: start to serving {frozen_agent.serving_after:.2f} s")
+
+
+def test_frozen_webeid_host_speaks_the_native_framing(frozen_dir: Path, tmp_path: Path) -> None:
+    """eid-agent-webeid-host: a console executable next to eid-agent; version frame first,
+    one command, one reply; a bad origin is refused without looking for the agent."""
+    import json
+    import struct
+
+    host = frozen_dir / "eid-agent-webeid-host"
+    assert host.is_file()
+    env = _clean_env(tmp_path) | {"EID_AGENT_CONFIG_DIR": str(tmp_path / "cfg"), "TMPDIR": str(tmp_path)}
+    request = json.dumps({"command": "authenticate", "arguments": {
+        "challengeNonce": "A" * 44, "origin": "http://portal.example"}}).encode()
+    started = time.monotonic()
+    done = subprocess.run([host, "chrome-extension://ncibgoaomkmdpilpocfeponihegamlic/"],
+                          input=struct.pack("=I", len(request)) + request, capture_output=True,
+                          timeout=60, cwd=frozen_dir, env=env)
+    elapsed = time.monotonic() - started
+    frames = []
+    data = done.stdout
+    while data:
+        (size,) = struct.unpack("=I", data[:4])
+        frames.append(json.loads(data[4:4 + size]))
+        data = data[4 + size:]
+    assert frames[0]["version"].startswith("2.")
+    assert frames[1]["error"]["code"] == "ERR_WEBEID_NATIVE_INVALID_ARGUMENT"
+    print(f"\n[bench] frozen eid-agent-webeid-host: one whole action {elapsed * 1000:.0f} ms")

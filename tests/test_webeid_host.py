@@ -289,3 +289,17 @@ def test_the_host_imports_only_the_standard_library(env) -> None:
              "asyncio", "tray", "pystray"}
     assert not heavy & {m.split(".")[0] if m.split(".")[0] != "agent" else ".".join(m.split(".")[:2])
                         for m in modules}
+
+
+def test_a_request_followed_by_end_of_input_still_gets_its_local_reply(env, agent) -> None:
+    # As web-eid-app's own smoke test and shell pipes do: write, close, read.
+    from tests.webeid_support import frame
+
+    request = {"command": "authenticate", "arguments": {"challengeNonce": NONCE, "origin": "http://x.example"}}
+    done = subprocess.run([sys.executable, "-m", "agent.webeid.host", "chrome-extension://x/"],
+                          input=frame(request), capture_output=True, env=env, cwd=ROOT, timeout=30)
+    size = struct.unpack("=I", done.stdout[:4])[0]
+    rest = done.stdout[4 + size:]
+    reply = json.loads(rest[4:4 + struct.unpack("=I", rest[:4])[0]])
+    assert reply["error"]["code"] == "ERR_WEBEID_NATIVE_INVALID_ARGUMENT"
+    assert agent.connections == 0

@@ -239,8 +239,8 @@ def check_arguments(command: str, arguments: Mapping[str, Any]) -> tuple[str, di
 def agent_command() -> list[str]:
     """How to start the resident agent: the frozen ``eid-agent`` next to this executable,
     or this Python's ``-m agent``."""
-    if getattr(sys, "frozen", False):
-        name = "eid-agent.exe" if sys.platform == "win32" else "eid-agent"
+    if getattr(sys, "frozen", False):  # Windows: the windowless build, as the logon entry
+        name = "eid-agentw.exe" if sys.platform == "win32" else "eid-agent"
         return [str(Path(sys.executable).with_name(name)), "serve"]
     return [sys.executable, "-m", "agent", "serve"]
 
@@ -271,8 +271,23 @@ class Channel:
         self.path = path
         self.sock: socket.socket | None = None
         self._file: Any = None
+        self.aborted = False  # the browser closed the port
+
+    def abort(self) -> None:
+        """The browser went away: drop the channel (the agent cancels) and start nothing."""
+        self.aborted = True
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        elif self._file is not None:  # pragma: no cover - Windows pipe
+            self.close()
 
     def try_connect(self) -> bool:
+        if self.aborted:
+            raise HostError(NATIVE_UNAVAILABLE, "the browser closed the connection")
         if sys.platform == "win32":  # pragma: no cover - untested: named pipe
             try:
                 self._file = open(self.path, "r+b", buffering=0)  # noqa: SIM115 - kept open
@@ -296,6 +311,8 @@ class Channel:
                 raise UnsafeChannelError("the channel is served by another user")
         self.sock = sock
         self._file = sock.makefile("rwb", buffering=0)
+        if self.aborted:  # the port closed while we connected
+            self.abort()
         return True
 
     def connect(self, *, start: bool = True, timeout: float = AGENT_START_TIMEOUT) -> None:
@@ -324,7 +341,7 @@ class Channel:
         """For ``quit``: does an agent answer? (never raises, never waits)"""
         try:
             answered = self.try_connect()
-        except OSError:
+        except (OSError, HostError):
             return False
         self.close()
         return answered
@@ -366,6 +383,7 @@ class Channel:
                     closable.close()
                 except OSError:
                     pass
+        self._file = self.sock = None
 
 
 def _agent_error(error: Any) -> HostError:
@@ -419,15 +437,14 @@ def _start_quietly() -> None:
 
 
 def _watch_stdin(stdin: BinaryIO, channel: Channel) -> None:
-    """The browser closed the port: drop the channel (the agent cancels) and leave."""
+    """The browser closed the port: drop the channel, so the agent cancels the operation."""
     fd = stdin.fileno()  # raw reads: a daemon thread must not hold the buffered reader's lock
     try:
         while os.read(fd, 4096):
             pass
     except OSError:
         pass
-    channel.close()
-    os._exit(0)
+    channel.abort()
 
 
 def _binary_stdio() -> tuple[BinaryIO, BinaryIO]:
@@ -456,8 +473,11 @@ def main(argv: list[str] | None = None) -> int:
         reply = handle(request, channel)
     finally:
         channel.close()
-    write_frame(stdout, reply)
-    return 0 if "error" not in reply else 1
+    try:
+        write_frame(stdout, reply)
+    except OSError:  # the browser closed the pipe
+        return 0
+    return 0 if "error" not in reply or channel.aborted else 1
 
 
 if __name__ == "__main__":
