@@ -1,4 +1,4 @@
-"""The agent's side of the Web eID channel: a per-user Unix socket the host connects to.
+r"""The agent's side of the Web eID channel: a per-user Unix socket the host connects to.
 
 Wire: newline-delimited JSON. The host's first line names the page's origin, as the
 browser extension computed it: ``{"origin": "https://portal.example"}``. Every further
@@ -13,8 +13,10 @@ start), the socket itself is 0600, and each peer's uid (``SO_PEERCRED`` on Linux
 (the Web eID rule: ``http://localhost`` is refused here, unlike on the WebSocket), and
 machine policy applies as for WebSocket callers (``service.open_client``).
 
-Windows (a named pipe restricted to the user) is not implemented yet: the agent logs that
-the Web eID channel is unavailable there.
+Windows: a named pipe ``\\.\pipe\eid-agent-webeid-<user>`` served by the proactor event
+loop; its first instance is created by the agent (so another process cannot take the name
+while the agent runs), and each client's process must run as the agent's own user
+(:mod:`agent.webeid.winpeer`). Written carefully, untested here (no Windows machine).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class WebEidChannel:
         self.service = service
         self.path = path
         self._server: asyncio.AbstractServer | None = None
+        self._pipe_servers: list[Any] = []
         self._connections = 0
 
     async def start(self) -> None:
@@ -87,8 +90,9 @@ class WebEidChannel:
         Raises:
             OSError: another agent answers on this socket, or the folder is not private.
         """
-        if sys.platform == "win32":  # pragma: no cover
-            raise OSError(errno.ENOSYS, "the Web eID channel is not implemented on Windows yet")
+        if sys.platform == "win32":  # pragma: no cover - untested here
+            await self._start_pipe()
+            return
         folder = Path(self.path).parent
         make_private_dir(folder)
         if os.path.lexists(self.path):
@@ -97,6 +101,19 @@ class WebEidChannel:
             os.unlink(self.path)  # left over by an agent that died
         self._server = await asyncio.start_unix_server(self._handle, path=self.path, limit=MAX_LINE)
         os.chmod(self.path, 0o600)
+        logger.info("Web eID channel on %s", self.path)
+
+    async def _start_pipe(self) -> None:  # pragma: no cover - Windows only, untested here
+        loop = asyncio.get_running_loop()
+        start_serving_pipe = getattr(loop, "start_serving_pipe", None)
+        if start_serving_pipe is None:
+            raise OSError(errno.ENOSYS, "the Web eID pipe needs asyncio's proactor event loop")
+
+        def factory() -> asyncio.StreamReaderProtocol:
+            reader = asyncio.StreamReader(limit=MAX_LINE)
+            return asyncio.StreamReaderProtocol(reader, self._handle)
+
+        self._pipe_servers = await start_serving_pipe(factory, self.path)
         logger.info("Web eID channel on %s", self.path)
 
     async def _answers(self) -> bool:
@@ -110,6 +127,9 @@ class WebEidChannel:
         return True
 
     async def close(self) -> None:
+        for pipe_server in self._pipe_servers:  # pragma: no cover - Windows
+            pipe_server.close()
+        self._pipe_servers = []
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -119,10 +139,7 @@ class WebEidChannel:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            sock = writer.get_extra_info("socket")
-            uid = peer_uid(sock) if sock is not None else None
-            if uid is not None and uid != os.getuid():
-                logger.warning("refused a Web eID channel connection from uid %d", uid)
+            if not self._same_user(writer):
                 return
             if self._connections >= MAX_CONNECTIONS:
                 logger.warning("refused a Web eID channel connection: too many")
@@ -138,6 +155,30 @@ class WebEidChannel:
             writer.close()
             with contextlib.suppress(OSError, ConnectionError):
                 await writer.wait_closed()
+
+
+    @staticmethod
+    def _same_user(writer: asyncio.StreamWriter) -> bool:
+        """Is the peer this user's process? (refusals are logged)"""
+        if sys.platform == "win32":  # pragma: no cover - untested here
+            from agent.webeid import winpeer
+
+            pipe = writer.get_extra_info("pipe")
+            try:
+                pid = winpeer.client_pid(pipe.handle)
+            except (AttributeError, OSError) as exc:
+                logger.warning("refused a Web eID channel connection: %s", exc)
+                return False
+            if not winpeer.same_user(pid):
+                logger.warning("refused a Web eID channel connection from process %d (another user)", pid)
+                return False
+            return True
+        sock = writer.get_extra_info("socket")
+        uid = peer_uid(sock) if sock is not None else None
+        if uid is not None and uid != os.getuid():
+            logger.warning("refused a Web eID channel connection from uid %d", uid)
+            return False
+        return True
 
 
 class _Connection:
@@ -207,7 +248,7 @@ async def serve_channel(service: Any, config_dir: Path) -> AsyncIterator[WebEidC
     channel = WebEidChannel(service, channel_path(config_dir))
     try:
         await channel.start()
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - the WebSocket edge must serve regardless
         logger.warning("no Web eID channel: %s", exc)
         yield None
         return

@@ -282,18 +282,14 @@ class Channel:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        elif self._file is not None:  # pragma: no cover - Windows pipe
-            self.close()
+        elif self._file is not None:  # pragma: no cover - Windows: a blocked read would not
+            os._exit(0)  # wake up on close; leaving closes the pipe, and the agent cancels
 
     def try_connect(self) -> bool:
         if self.aborted:
             raise HostError(NATIVE_UNAVAILABLE, "the browser closed the connection")
-        if sys.platform == "win32":  # pragma: no cover - untested: named pipe
-            try:
-                self._file = open(self.path, "r+b", buffering=0)  # noqa: SIM115 - kept open
-            except OSError:
-                return False
-            return True
+        if sys.platform == "win32":  # pragma: no cover - untested here: named pipe
+            return self._open_pipe()
         try:
             check_private_dir(Path(self.path).parent)
         except FileNotFoundError:
@@ -313,6 +309,26 @@ class Channel:
         self._file = sock.makefile("rwb", buffering=0)
         if self.aborted:  # the port closed while we connected
             self.abort()
+        return True
+
+    def _open_pipe(self) -> bool:  # pragma: no cover - Windows only, untested here
+        import msvcrt
+
+        from agent.webeid import winpeer
+
+        try:
+            pipe = open(self.path, "r+b", buffering=0)  # noqa: SIM115 - kept open
+        except OSError:
+            return False
+        try:
+            os_handle = getattr(msvcrt, "get_osfhandle")  # noqa: B009 - Windows only
+            same = winpeer.same_user(winpeer.server_pid(os_handle(pipe.fileno())))
+        except OSError:
+            same = False
+        if not same:
+            pipe.close()
+            raise UnsafeChannelError("the channel is served by another user's process")
+        self._file = pipe
         return True
 
     def connect(self, *, start: bool = True, timeout: float = AGENT_START_TIMEOUT) -> None:
