@@ -5,6 +5,7 @@ The channel is a Unix socket ``webeid.sock`` in a private folder (0700, owned by
 (``<tmp>`` is ``$TMPDIR`` or ``/tmp``; on macOS ``$TMPDIR`` is already per user). An agent
 with another settings folder (``EID_AGENT_CONFIG_DIR``) gets its own channel: the folder
 name carries a short hash of the settings path, so several agents can run side by side.
+The same holds for a settings folder moved by ``XDG_CONFIG_HOME``.
 
 :func:`config_dir` repeats :func:`agent.core.config.default_config_dir` without importing
 the core (which pulls in ``cryptography``); ``tests/test_webeid_paths.py`` keeps the two equal.
@@ -60,8 +61,11 @@ def config_dir(env: Mapping[str, str] | None = None, platform: str | None = None
 
 
 def _suffix(config: Path, env: Mapping[str, str]) -> str:
-    """Empty for the user's default settings folder, else ``-<hash>`` of the folder's path."""
-    default = config_dir({k: v for k, v in env.items() if k != CONFIG_DIR_ENV})
+    """Empty for the user's plain default settings folder, else ``-<hash>`` of the folder's path
+    (a moved ``XDG_CONFIG_HOME`` counts as moved: test agents with their own HOME and XDG
+    folders then get their own channels too)."""
+    plain = {k: v for k, v in env.items() if k in ("HOME", "APPDATA")}
+    default = config_dir(plain)
     if Path(config).absolute() == default.absolute():
         return ""
     digest = hashlib.sha256(str(Path(config).absolute()).encode("utf-8")).hexdigest()
