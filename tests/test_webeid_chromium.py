@@ -11,6 +11,7 @@ certificate) so the extension computes an https origin, as on a real portal. The
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import http.server
@@ -132,12 +133,37 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
     return TestPki.load_or_create(tmp_path_factory.mktemp("pki"))
 
 
+@contextlib.contextmanager
+def _display(typed: bool) -> Iterator[str | None]:
+    """A private Xvfb for the agent's Qt dialogs when the PIN is typed in them."""
+    if not typed:
+        yield None
+        return
+    if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
+        pytest.skip("Xvfb/xdotool not installed")
+    read_fd, write_fd = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24",
+                             "-nolisten", "tcp"], pass_fds=(write_fd,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as ready:
+        display = ":" + ready.readline().strip()
+    try:
+        yield display
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+
+
+@pytest.mark.parametrize("typed", [False, True], ids=["scripted-pin", "pin-typed-in-agent-dialog"])
 def test_web_eid_frames_from_chromium_through_the_host_to_a_valid_token(
-    pki, pcscd, vpcd, tmp_path, https_page
+    pki, pcscd, vpcd, tmp_path, https_page, typed
 ) -> None:
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} not installed")
     from playwright.sync_api import sync_playwright
+
+    from tests.test_portal_browser import type_pin_in_dialog
 
     served = vpcd(BeidCard("1.8", make_card_data(pki, Holder(pin=PIN), "1.8")))
     short = Path(tempfile.mkdtemp(prefix="we"))
@@ -161,10 +187,13 @@ def test_web_eid_frames_from_chromium_through_the_host_to_a_valid_token(
     agent_env = {"EID_AGENT_CONFIG_DIR": str(short / "config"), "TMPDIR": str(short), "XDG_RUNTIME_DIR": ""}
     nonce = base64.b64encode(os.urandom(32)).decode()
     digest = hashlib.sha256(b"contract").digest()
-    script = {"pins": [PIN, PIN]}
+    script: dict[str, Any] = {} if typed else {"pins": [PIN, PIN]}
     try:
-        with AgentProcess(pcscd, tmp_path / "agent", script, allow_origins=(https_page,), env=agent_env,
-                          log_level="INFO") as agent, sync_playwright() as playwright:
+        with _display(typed) as display, AgentProcess(
+            pcscd, tmp_path / "agent", script, allow_origins=(https_page,), log_level="INFO",
+            env=agent_env | ({"DISPLAY": display} if display else {}),
+            extra_args=("--interaction", "dialogs") if typed else (),
+        ) as agent, sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
                 str(home / ".config" / "chromium"), executable_path=CHROMIUM, headless=True, env=env,
                 ignore_default_args=["--disable-extensions"], ignore_https_errors=True,
@@ -179,13 +208,26 @@ def test_web_eid_frames_from_chromium_through_the_host_to_a_valid_token(
                 page.goto(https_page + "/")
                 page.wait_for_function("typeof window.webeid === 'function'")
                 call = "([a, p]) => window.webeid(a, p)"
+
+                def with_pin(action: str, payload: dict[str, Any], shot: str) -> Any:
+                    if not typed:
+                        return page.evaluate(call, [action, payload])
+                    # The page waits; meanwhile the user types the PIN in the agent's dialog.
+                    page.evaluate("([a, p]) => { window.__r = null; window.webeid(a, p).then("
+                                  "r => { window.__r = r; }); }", [action, payload])
+                    assert display is not None
+                    type_pin_in_dialog(display, PIN, shot)
+                    page.wait_for_function("window.__r !== null", timeout=60_000)
+                    return page.evaluate("window.__r")
+
                 status = page.evaluate(call, ["web-eid:status", {}])
-                token = page.evaluate(call, ["web-eid:authenticate",
-                                             {"challengeNonce": nonce, "options": {"lang": "nl"}}])
+                options = {} if typed else {"options": {"lang": "nl"}}
+                token = with_pin("web-eid:authenticate", {"challengeNonce": nonce, **options},
+                                 "webeid-chromium-login")
                 cert = page.evaluate(call, ["web-eid:get-signing-certificate", {}])
-                signed = page.evaluate(call, ["web-eid:sign", {
+                signed = with_pin("web-eid:sign", {
                     "certificate": cert.get("certificate"), "hash": base64.b64encode(digest).decode(),
-                    "hashFunction": "SHA-256"}])
+                    "hashFunction": "SHA-256"}, "webeid-chromium-sign")
                 # Frames a page cannot make (the extension computes the origin): sent raw.
                 http_origin = page.evaluate(call, ["web-eid:raw", {"command": "authenticate", "arguments": {
                     "challengeNonce": nonce, "origin": "http://portal.example"}}])
