@@ -447,7 +447,7 @@ class Bench:
         """The eu.webeid host spawned as a browser does, next to the WebSocket path."""
         from bench.webeid import phase_webeid
 
-        await phase_webeid(self, PORTAL, PIN)
+        await phase_webeid(self, PORTAL, PIN, settle)
 
     async def run_only(self, phase: str) -> None:
         self.pcscd.start()

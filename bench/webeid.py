@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ async def _ws_times(url: str, origin: str, method: str, count: int, fresh: bool,
     return times
 
 
-async def phase_webeid(bench: Any, portal: str, pin: str) -> None:
+async def phase_webeid(bench: Any, portal: str, pin: str, settle: Callable[[Any], None]) -> None:
     s = bench.sizes
     count = max(s.ops, 10)
     card = bench.card("1.8")
@@ -91,8 +92,6 @@ async def phase_webeid(bench: Any, portal: str, pin: str) -> None:
     with bench.inserted(card), AgentProcess(bench.pcscd, home, {"pins": [pin] * (4 * count + 4)},
                                              allow_origins=(portal,), env=_env(short),
                                              log_level="WARNING") as agent:
-        from bench.run import settle
-
         settle(card)
         _host_action(env, "authenticate", {**nonce(), "origin": portal})  # warm: certificate cached
         starts = [_host_action(env, None, {})[0] for _ in range(count)]
