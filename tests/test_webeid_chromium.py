@@ -65,7 +65,23 @@ window.webeid = (action, payload) => new Promise((resolve, reject) => {
   window.addEventListener("message", listener);
   window.postMessage({ action, libraryVersion: "2.0.0", ...payload }, "*");
 });
-</script><p>ready</p>"""
+// With #{"nonce":…,"hash":…} the page runs a whole login and signature by itself and shows
+// the results in #result (for browsers driven without page scripting, e.g. Firefox).
+window.addEventListener("load", async () => {
+  if (!location.hash) return;
+  const input = JSON.parse(decodeURIComponent(location.hash.slice(1)));
+  const out = {};
+  await new Promise((r) => setTimeout(r, 1000));  // as web-eid.js waits for the extension
+  try {
+    out.status = await window.webeid("web-eid:status", {});
+    out.token = await window.webeid("web-eid:authenticate", { challengeNonce: input.nonce });
+    out.cert = await window.webeid("web-eid:get-signing-certificate", {});
+    out.signed = await window.webeid("web-eid:sign", { certificate: out.cert.certificate,
+                                                      hash: input.hash, hashFunction: "SHA-256" });
+  } catch (e) { out.exception = String(e); }
+  document.getElementById("result").textContent = JSON.stringify(out);
+});
+</script><p>ready</p><pre id="result"></pre>"""
 
 
 def extension_id(public_der: bytes) -> str:
