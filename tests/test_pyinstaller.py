@@ -259,3 +259,40 @@ def test_frozen_webeid_host_speaks_the_native_framing(frozen_dir: Path, tmp_path
     assert frames[0]["version"].startswith("2.")
     assert frames[1]["error"]["code"] == "ERR_WEBEID_NATIVE_INVALID_ARGUMENT"
     print(f"\n[bench] frozen eid-agent-webeid-host: one whole action {elapsed * 1000:.0f} ms")
+
+
+@pytest.mark.pcsc
+def test_frozen_host_starts_the_frozen_agent(frozen_dir: Path, pcscd: PrivatePcscd, tmp_path: Path) -> None:
+    """No agent running: the frozen host's ``quit`` answers {} and starts the eid-agent next
+    to it, detached; that agent then serves the host's channel."""
+    import signal
+    import socket
+    import struct
+    import tempfile
+
+    from agent.webeid import paths
+    from tests.agent_process import free_port, wait_until
+
+    short = Path(tempfile.mkdtemp(prefix="wz"))
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"Port": free_port()}), encoding="utf-8")
+    env = _clean_env(tmp_path) | pcscd.env() | {
+        "EID_AGENT_CONFIG_DIR": str(short / "config"), "TMPDIR": str(short), "XDG_RUNTIME_DIR": "",
+        "EID_AGENT_POLICY_FILE": str(policy)}
+    env.pop("PYTHONPATH", None)
+    env.pop("DISPLAY", None)
+    request = json.dumps({"command": "quit", "arguments": {}}).encode()
+    done = subprocess.run([frozen_dir / "eid-agent-webeid-host", "chrome-extension://x/"],
+                          input=struct.pack("=I", len(request)) + request, capture_output=True,
+                          timeout=60, cwd=frozen_dir, env=env)
+    assert done.stdout.endswith(struct.pack("=I", 2) + b"{}")
+    path = paths.channel_path(short / "config", env)
+    wait_until(lambda: os.path.exists(path), 60)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+        pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+    try:
+        assert Path(os.readlink(f"/proc/{pid}/exe")) == (frozen_dir / EXE_NAME).resolve()
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not os.path.exists(path), 15)
