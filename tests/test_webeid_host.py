@@ -46,6 +46,7 @@ class FakeAgent:
         self.connections = 0
         self.disconnected = threading.Event()
         self.replies: list[dict[str, Any] | None] = []  # None: never answer
+        self.hello_error: dict[str, Any] | None = None
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -63,6 +64,10 @@ class FakeAgent:
             message = json.loads(line)
             self.lines.append(message)
             if "origin" in message:
+                if self.hello_error:
+                    refusal = {"jsonrpc": "2.0", "id": None, "error": self.hello_error}
+                    stream.write(json.dumps(refusal).encode() + b"\n")
+                    break
                 stream.write(b'{"ready":true}\n')
                 continue
             reply = self.replies.pop(0) if self.replies else None
@@ -303,3 +308,13 @@ def test_a_request_followed_by_end_of_input_still_gets_its_local_reply(env, agen
     reply = json.loads(rest[4:4 + struct.unpack("=I", rest[:4])[0]])
     assert reply["error"]["code"] == "ERR_WEBEID_NATIVE_INVALID_ARGUMENT"
     assert agent.connections == 0
+
+
+def test_an_origin_refused_by_machine_policy_is_fatal_not_a_cancel(env, agent) -> None:
+    agent.hello_error = {"code": -32003, "message": "https://portal.example is not among the sites the "
+                         "administrator allowed", "data": {"code": "ERR_EID_ORIGIN_NOT_ALLOWED"}}
+    reply = action(env, "authenticate", {"challengeNonce": NONCE, "origin": ORIGIN})
+    assert reply["error"]["code"] == "ERR_WEBEID_NATIVE_FATAL"
+    assert reply["error"]["eidAgentCode"] == "ERR_EID_ORIGIN_NOT_ALLOWED"
+    assert "administrator" in reply["error"]["message"]
+    assert len(agent.lines) == 1  # the hello only: no request was sent

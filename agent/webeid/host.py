@@ -343,7 +343,10 @@ class Channel:
                 return
             if not start:
                 raise HostError(NATIVE_UNAVAILABLE, "eid-agent is not running")
-            start_agent()
+            try:
+                start_agent()
+            except OSError as exc:
+                raise HostError(NATIVE_UNAVAILABLE, f"cannot start eid-agent: {exc}") from None
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -381,8 +384,9 @@ class Channel:
         """One JSON-RPC call for ``origin``; the result, or HostError."""
         self._send({"origin": origin})
         hello = self._receive()
-        if "error" in hello:
-            raise _agent_error(hello["error"])
+        if "error" in hello:  # refused before any request: machine policy, not the user
+            refused = _agent_error(hello["error"])
+            raise HostError(NATIVE_FATAL, str(refused), refused.agent_code)
         self._send({"jsonrpc": "2.0", "id": 1, "method": method, "params": dict(params)})
         reply = self._receive()
         if "error" in reply:
@@ -443,6 +447,8 @@ def handle(request: Mapping[str, Any], channel: Channel) -> dict[str, Any]:
         return {name: result[name] for name in fields}
     except HostError as exc:
         return exc.reply()
+    except Exception as exc:  # noqa: BLE001 - the browser gets a reply, whatever happened
+        return HostError(NATIVE_FATAL, f"the host failed: {type(exc).__name__}").reply()
 
 
 def _start_quietly() -> None:
