@@ -229,46 +229,26 @@ def test_the_host_starts_the_agent_on_demand_and_waits_for_it(pki, pcscd, vpcd, 
 def test_killing_the_host_closes_the_real_pin_dialog(pki, pcscd, vpcd, tmp_path, short_tmp) -> None:
     """The agent's own Qt dialog under Xvfb: it names the site; the host is SIGKILLed while it
     is open; the dialog goes away and no PIN reaches the card."""
-    import shutil
-    import subprocess
-
-    if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
-        pytest.skip("Xvfb/xdotool not installed")
-    from tests.test_portal_browser import ARTIFACTS, grab_window, xdotool
+    from tests.webeid_browser import grab_window, pin_dialogs, xvfb_display
 
     served = vpcd(BeidCard("1.8", make_card_data(pki, Holder(pin=PIN), "1.8")))
     env = host_env(short_tmp / "config", **_env(short_tmp))
-    read_fd, write_fd = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24",
-                             "-nolisten", "tcp"], pass_fds=(write_fd,),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as ready:
-        display = ":" + ready.readline().strip()
-    try:
-        with AgentProcess(pcscd, tmp_path, {}, allow_origins=(PORTAL,), env=_env(short_tmp) | {
-                "DISPLAY": display}, extra_args=("--interaction", "dialogs")) as agent:
-            host = Host(env)
-            host.handshake()
-            arguments = {"challengeNonce": _nonce(), "origin": PORTAL}
-            host.send({"command": "authenticate", "arguments": arguments})
-
-            def dialogs() -> list[str]:
-                return xdotool(display, "search", "--onlyvisible", "--name", "Enter your PIN").stdout.split()
-
-            wait_until(lambda: bool(dialogs()), 60)
-            time.sleep(0.5)  # let it paint
-            window = dialogs()[-1]
-            grab_window(display, window, "webeid-pin-dialog")
-            assert (ARTIFACTS / "webeid-pin-dialog.png").is_file()
-            os.kill(host.proc.pid, signal.SIGKILL)
-            host.proc.wait()
-            wait_until(lambda: not dialogs(), 10)
-            assert agent.proc.poll() is None  # the agent carries on
-            output = agent.stop()
-    finally:
-        xvfb.terminate()
-        xvfb.wait(10)
+    with xvfb_display() as display, AgentProcess(
+        pcscd, tmp_path, {}, allow_origins=(PORTAL,), env=_env(short_tmp) | {"DISPLAY": display},
+        extra_args=("--interaction", "dialogs"),
+    ) as agent:
+        host = Host(env)
+        host.handshake()
+        host.send({"command": "authenticate", "arguments": {"challengeNonce": _nonce(), "origin": PORTAL}})
+        wait_until(lambda: bool(pin_dialogs(display)), 60)
+        time.sleep(0.5)  # let it paint
+        shot = grab_window(display, pin_dialogs(display)[-1], "webeid-pin-dialog")
+        assert shot.is_file()
+        os.kill(host.proc.pid, signal.SIGKILL)
+        host.proc.wait()
+        wait_until(lambda: not pin_dialogs(display), 10)
+        assert agent.proc.poll() is None  # the agent carries on
+        output = agent.stop()
     assert _verifies(served.card) == 0
     assert served.card.tries_left == 3
     assert "Web eID host for https://portal.example gone" in output

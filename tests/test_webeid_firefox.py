@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,27 +26,25 @@ from agent.emulator.pki import Holder, TestPki, make_card_data
 from agent.validator import AuthTokenValidator, verify_signature
 from tests.agent_process import AgentProcess, free_port
 from tests.marionette import Marionette
-from tests.test_webeid_chromium import EXTENSION, HOST, PIN, https_page  # noqa: F401 - fixture
+from tests.webeid_browser import FIREFOX_ADDON_ID, HOST, firefox_addon, https_page
 from tests.webeid_support import ROOT, host_env
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.browser]
 
 FIREFOX = "/usr/bin/firefox-esr"
-ADDON_ID = "webeid-test@eid-agent.example"
+ADDON_ID = FIREFOX_ADDON_ID
+PIN = "1234"
+
+
+@pytest.fixture
+def page_url(tmp_path: Path) -> Iterator[str]:
+    with https_page(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
     return TestPki.load_or_create(tmp_path_factory.mktemp("pki"))
-
-
-def _addon(folder: Path) -> None:
-    """The test extension in Firefox's form: Manifest V2, background scripts, a gecko ID."""
-    shutil.copytree(EXTENSION, folder)
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    manifest.update(manifest_version=2, background={"scripts": ["background.js"]},
-                    browser_specific_settings={"gecko": {"id": ADDON_ID}})
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
 def _profile(folder: Path, marionette_port: int) -> None:
@@ -68,7 +67,7 @@ def _profile(folder: Path, marionette_port: int) -> None:
 
 
 def test_web_eid_frames_from_firefox_through_the_host_to_a_valid_token(
-    pki, pcscd, vpcd, tmp_path, https_page  # noqa: F811 - the fixture
+    pki, pcscd, vpcd, tmp_path, page_url
 ) -> None:
     if not os.path.exists(FIREFOX):
         pytest.skip(f"{FIREFOX} not installed")
@@ -77,7 +76,7 @@ def test_web_eid_frames_from_firefox_through_the_host_to_a_valid_token(
     home = tmp_path / "home"
     home.mkdir()
     (tmp_path / "agent").mkdir()
-    _addon(tmp_path / "addon")
+    firefox_addon(tmp_path / "addon")
     env = host_env(short / "config", TMPDIR=str(short), XDG_RUNTIME_DIR="", HOME=str(home))
     env.pop("XDG_CONFIG_HOME", None)
     env.pop("DISPLAY", None)
@@ -95,7 +94,7 @@ def test_web_eid_frames_from_firefox_through_the_host_to_a_valid_token(
     agent_env = {"EID_AGENT_CONFIG_DIR": str(short / "config"), "TMPDIR": str(short), "XDG_RUNTIME_DIR": ""}
     firefox = None
     try:
-        with AgentProcess(pcscd, tmp_path / "agent", {"pins": [PIN, PIN]}, allow_origins=(https_page,),
+        with AgentProcess(pcscd, tmp_path / "agent", {"pins": [PIN, PIN]}, allow_origins=(page_url,),
                           env=agent_env, log_level="INFO") as agent:
             firefox = subprocess.Popen(
                 [FIREFOX, "--headless", "--marionette", "--no-remote", "--profile", str(tmp_path / "profile"),
@@ -107,7 +106,7 @@ def test_web_eid_frames_from_firefox_through_the_host_to_a_valid_token(
                 client.call("Addon:Install", {"path": str(tmp_path / "addon"), "temporary": True})
                 fragment = urllib.parse.quote(json.dumps(
                     {"nonce": nonce, "hash": base64.b64encode(digest).decode()}))
-                client.call("WebDriver:Navigate", {"url": f"{https_page}/#{fragment}"})
+                client.call("WebDriver:Navigate", {"url": f"{page_url}/#{fragment}"})
                 deadline = time.monotonic() + 90
                 text = ""
                 while not text and time.monotonic() < deadline:
@@ -134,7 +133,7 @@ def test_web_eid_frames_from_firefox_through_the_host_to_a_valid_token(
     token = result["token"]
     assert token["action"] == "web-eid:authenticate-success", token
     names = ("unverifiedCertificate", "algorithm", "signature", "format", "appVersion")
-    identity = AuthTokenValidator(https_page, pki.trust_anchors, intermediates=pki.intermediates).validate(
+    identity = AuthTokenValidator(page_url, pki.trust_anchors, intermediates=pki.intermediates).validate(
         {k: token[k] for k in names}, nonce)
     signed = result["signed"]
     assert signed["action"] == "web-eid:sign-success", signed
@@ -142,4 +141,4 @@ def test_web_eid_frames_from_firefox_through_the_host_to_a_valid_token(
                      signed["signatureAlgorithm"], trusted_cas=pki.trust_anchors,
                      intermediates=pki.intermediates, authenticated=identity)
     assert len([c for c in served.card.commands if c[1] == 0x20 and len(c) > 5]) == 2
-    assert f"Web eID host connected for {https_page}" in output
+    assert f"Web eID host connected for {page_url}" in output
