@@ -59,6 +59,15 @@ def _nonce() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
+def _approve_certificate(short_tmp: Path, origin: str) -> None:
+    """The user said "always" to ``origin`` reading the signing certificate, earlier (the
+    approvals file the agent keeps in its settings folder)."""
+    config = short_tmp / "config"
+    config.mkdir(exist_ok=True)
+    approvals = {"version": 1, "origins": {origin: {"certificate": "2026-01-01T00:00:00+00:00"}}}
+    (config / "approved-origins.json").write_text(json.dumps(approvals), encoding="utf-8")
+
+
 def _verifies(card: Any) -> int:
     return len([c for c in card.commands if c[1] == 0x20 and len(c) > 5])
 
@@ -69,7 +78,9 @@ def test_belgian_login_and_sign_through_the_host(applet, pki, pcscd, vpcd, tmp_p
     env = host_env(short_tmp / "config", **_env(short_tmp))
     nonce = _nonce()
     digest = hashlib.sha384(b"contract").digest()
-    with _agent(pcscd, tmp_path, short_tmp, {"pins": [PIN, PIN]}, allow_origins=(PORTAL,)) as agent:
+    # the site is allowed; reading the signing certificate is its own consent (as on the WebSocket)
+    script = {"pins": [PIN, PIN], "consents": ["allow-once"]}
+    with _agent(pcscd, tmp_path, short_tmp, script, allow_origins=(PORTAL,)) as agent:
         assert action(env, "quit", {}) == {}
         token = action(env, "authenticate", {"challengeNonce": nonce, "origin": PORTAL, "lang": "fr"})
         cert = action(env, "get-signing-certificate", {"origin": PORTAL})
@@ -90,6 +101,7 @@ def test_belgian_login_and_sign_through_the_host(applet, pki, pcscd, vpcd, tmp_p
     assert _verifies(served.card) == 2
     assert PIN not in output
     assert "Web eID host connected for https://portal.example" in output
+    assert "consent prompt: https://portal.example for certificate" in output
 
 
 def test_estonian_login_through_the_host(pcscd, vpcd, tmp_path, short_tmp) -> None:
@@ -170,6 +182,7 @@ def test_the_host_starts_the_agent_when_it_is_not_running(pki, pcscd, vpcd, tmp_
         "HOME": str(home), "XDG_STATE_HOME": str(home / "state"), "EID_AGENT_POLICY_FILE": str(policy),
     }))
     env.pop("DISPLAY", None)
+    _approve_certificate(short_tmp, PORTAL)
     path = paths.channel_path(short_tmp / "config", env)
     assert not os.path.exists(path)
     # webeid.status() (the extension's quit) answers at once and starts the agent meanwhile.
@@ -210,6 +223,7 @@ def test_the_host_starts_the_agent_on_demand_and_waits_for_it(pki, pcscd, vpcd, 
         "HOME": str(home), "XDG_STATE_HOME": str(home / "state"), "EID_AGENT_POLICY_FILE": str(policy),
     }))
     env.pop("DISPLAY", None)
+    _approve_certificate(short_tmp, PORTAL)
     path = paths.channel_path(short_tmp / "config", env)
     started = time.monotonic()
     reply = action(env, "get-signing-certificate", {"origin": PORTAL}, timeout=30)
