@@ -90,7 +90,13 @@ def test_web_eid_frames_from_chromium_through_the_host_to_a_valid_token(
     agent_env = {"EID_AGENT_CONFIG_DIR": str(short / "config"), "TMPDIR": str(short), "XDG_RUNTIME_DIR": ""}
     nonce = base64.b64encode(os.urandom(32)).decode()
     digest = hashlib.sha256(b"contract").digest()
-    script: dict[str, Any] = {} if typed else {"pins": [PIN, PIN]}
+    # Reading the signing certificate is its own consent (as on the WebSocket): scripted
+    # "allow once", or with the real dialogs an earlier "always" kept in the approvals file.
+    script: dict[str, Any] = {} if typed else {"pins": [PIN, PIN], "consents": ["allow-once"]}
+    if typed:
+        (short / "config").mkdir(parents=True, exist_ok=True)
+        approvals = {"version": 1, "origins": {page_url: {"certificate": "2026-01-01T00:00:00+00:00"}}}
+        (short / "config" / "approved-origins.json").write_text(json.dumps(approvals), encoding="utf-8")
     try:
         with _display(typed) as display, AgentProcess(
             pcscd, tmp_path / "agent", script, allow_origins=(page_url,), log_level="INFO",

@@ -94,7 +94,8 @@ def test_web_eid_frames_from_firefox_through_the_host_to_a_valid_token(
     agent_env = {"EID_AGENT_CONFIG_DIR": str(short / "config"), "TMPDIR": str(short), "XDG_RUNTIME_DIR": ""}
     firefox = None
     try:
-        with AgentProcess(pcscd, tmp_path / "agent", {"pins": [PIN, PIN]}, allow_origins=(page_url,),
+        script = {"pins": [PIN, PIN], "consents": ["allow-once"]}  # the certificate's own consent
+        with AgentProcess(pcscd, tmp_path / "agent", script, allow_origins=(page_url,),
                           env=agent_env, log_level="INFO") as agent:
             firefox = subprocess.Popen(
                 [FIREFOX, "--headless", "--marionette", "--no-remote", "--profile", str(tmp_path / "profile"),
