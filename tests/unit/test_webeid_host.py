@@ -329,13 +329,14 @@ def test_the_console_script_is_declared_and_installed_with_this_checkout() -> No
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
     assert scripts["eid-agent-webeid-host"] == "agent.webeid.host:main"
-    try:
-        dist = metadata.distribution("eid-agent")
-    except metadata.PackageNotFoundError:
+    # the installed copy (a source tree's own eid_agent.egg-info has no direct_url.json)
+    installed = [d for d in metadata.distributions(name="eid-agent") if d.read_text("direct_url.json")]
+    if not installed:
         pytest.skip("eid-agent is not pip-installed here")
-    direct = json_.loads(dist.read_text("direct_url.json") or "{}")
-    if direct.get("url") != ROOT.as_uri():
-        pytest.skip(f"the venv's eid-agent is installed from {direct.get('url')}, not this checkout")
+    dist = installed[0]
+    url = json_.loads(dist.read_text("direct_url.json") or "{}").get("url")
+    if url != ROOT.as_uri():
+        pytest.skip(f"the venv's eid-agent is installed from {url}, not this checkout")
     names = {ep.name for ep in dist.entry_points if ep.group == "console_scripts"}
     assert "eid-agent-webeid-host" in names
     script = Path(sys.executable).with_name("eid-agent-webeid-host")
