@@ -73,6 +73,26 @@ def start_to_serving(folder: Path, pcscd: PrivatePcscd, home: Path, runs: int) -
     return times
 
 
+def host_start_to_version(folder: Path, home: Path, runs: int) -> list[float]:
+    """Spawn the frozen ``eid-agent-webeid-host`` as a browser does; time to its version frame."""
+    host = folder / ("eid-agent-webeid-host.exe" if sys.platform == "win32" else "eid-agent-webeid-host")
+    times = []
+    for _ in range(runs):
+        env = {**os.environ, "HOME": str(home), "EID_AGENT_CONFIG_DIR": str(home / "webeid")}
+        env.pop("PYTHONPATH", None)
+        started = time.monotonic()
+        proc = subprocess.Popen([str(host), "chrome-extension://ncibgoaomkmdpilpocfeponihegamlic/"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        assert proc.stdout is not None and proc.stdin is not None
+        header = proc.stdout.read(4)
+        body = proc.stdout.read(int.from_bytes(header, sys.byteorder))
+        times.append(time.monotonic() - started)
+        assert json.loads(body)["version"].startswith("2."), body
+        proc.stdin.close()
+        proc.wait(10)
+    return times
+
+
 def measure(runs: int = 5) -> list[tuple[str, str]]:
     """Rows (name, value) for the benchmark table."""
     given = os.environ.get("EID_AGENT_FROZEN_DIR")
@@ -87,11 +107,14 @@ def measure(runs: int = 5) -> list[tuple[str, str]]:
         executable = (folder / EXE).stat().st_size
         with PrivatePcscd() as pcscd:
             times = start_to_serving(folder, pcscd, work, runs)
+        host_times = host_start_to_version(folder, work, runs)
     rows = [
         ("frozen one-folder size", f"{size / 2**20:.1f} MiB in {len(files)} files; "
          f"executable {executable / 2**20:.1f} MiB"),
         ("frozen start to first `status` answer, median / max",
          f"{statistics.median(times) * 1e3:.0f} / {max(times) * 1e3:.0f} ms ({runs} runs)"),
+        ("frozen eid-agent-webeid-host: start to version frame, median / max",
+         f"{statistics.median(host_times) * 1e3:.0f} / {max(host_times) * 1e3:.0f} ms ({runs} runs)"),
     ]
     if build_time is not None:
         rows.append(("PyInstaller build time", f"{build_time:.0f} s"))

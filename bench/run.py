@@ -443,6 +443,20 @@ class Bench:
             self.notes.append(f"Agent warm {name} on 1.8, command headers: "
                               + " ".join(c[:4].hex().upper() for c in commands) + ".")
 
+    async def phase_webeid(self) -> None:
+        """The eu.webeid host spawned as a browser does, next to the WebSocket path."""
+        from bench.webeid import phase_webeid
+
+        await phase_webeid(self, PORTAL, PIN, settle)
+
+    async def run_only(self, phase: str) -> None:
+        self.pcscd.start()
+        self.pcscd.use()
+        try:
+            await getattr(self, f"phase_{phase}")()
+        finally:
+            self.pcscd.stop()
+
     async def run(self) -> None:
         self.pcscd.start()
         self.pcscd.use()
@@ -451,6 +465,7 @@ class Bench:
             await self.phase_cold()
             await self.phase_pkcs11()
             await self.phase_latency()
+            await self.phase_webeid()
         finally:
             self.pcscd.stop()
 
@@ -503,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer samples, 10 s idle window")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--only", choices=("webeid",), help="run only this phase")
     parser.add_argument("--frozen", action="store_true",
                         help="also build the PyInstaller binary and measure its size and start time")
     args = parser.parse_args(argv)
@@ -512,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="eid-bench-") as work:
         bench = Bench(QUICK if args.quick else FULL, Path(work))
         print("| measurement | value | target | verdict |\n|---|---|---|---|", flush=True)
-        asyncio.run(bench.run())
+        asyncio.run(bench.run_only(args.only) if args.only else bench.run())
         if args.frozen:
             from bench.frozen import measure
 

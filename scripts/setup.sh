@@ -24,8 +24,8 @@ APT_PACKAGES=(
   libegl1 libgl1 libglib2.0-0 libfontconfig1 libfreetype6 libdbus-1-3 fonts-dejavu-core
   # a session bus for the tray under Xvfb (dbus-run-session)
   dbus-daemon
-  # browser tests (Debian's Chromium, never a downloaded browser)
-  chromium
+  # browser tests (Debian's Chromium and Firefox ESR, never a downloaded browser)
+  chromium firefox-esr
   # MSI build and inspection
   wixl msitools
   # validating the generated autostart entry

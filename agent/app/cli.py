@@ -1,6 +1,7 @@
 """The ``eid-agent`` command line.
 
-Subcommands come from the modules that own them (``card_commands``, ``serve``, ``packaging``);
+Subcommands come from the modules that own them (``card_commands``, ``serve``, ``packaging``,
+``webeid_commands``);
 this file only wires them together and turns the agent's typed errors into one line for the
 user. The card emulator's ``virtual-card`` and ``demo`` are the ``eid-emulator`` command's.
 """
@@ -14,10 +15,11 @@ import sys
 
 from agent import __version__
 from agent import logging as agent_logging
-from agent.app import card_commands, packaging, serve
+from agent.app import card_commands, packaging, serve, webeid_commands
 from agent.errors import AgentError
 
 logger = logging.getLogger(__name__)
+
 
 def _cmd_readers(args: argparse.Namespace) -> int:
     from agent.pcsc import list_readers
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     card_commands.add_parser(sub)
     serve.add_parser(sub)
     packaging.add_parsers(sub)
+    webeid_commands.add_parsers(sub)
     return parser
 
 

@@ -107,6 +107,7 @@ class ScriptedInteraction:
         if self._on_request is not None:
             self._on_request(kind, request)
         answer = queue.pop(0) if queue else CANCEL
+        logger.info("scripted %s prompt shown for %s", kind, request.origin)
         try:
             if isinstance(answer, Mapping) and answer.get("hang"):
                 await asyncio.Event().wait()
@@ -115,6 +116,7 @@ class ScriptedInteraction:
                 raise UserCancelledError(f"scripted {kind} prompt cancelled")
         except asyncio.CancelledError:
             self.records.append(Recorded(kind, request, "cancelled"))
+            logger.info("scripted %s prompt for %s closed by the agent (cancelled)", kind, request.origin)
             raise
         self.records.append(Recorded(kind, request, "answered"))
         logger.info("scripted answer to a %s prompt for %s", kind, request.origin)

@@ -101,6 +101,7 @@ async def run_agent(
     from agent.app.memory import release_free_memory
     from agent.core.service import AgentService
     from agent.pcsc import PcscBackend
+    from agent.webeid.channel import serve_channel
     from agent.ws import serve
 
     backend = PcscBackend()
@@ -108,7 +109,7 @@ async def run_agent(
     stop = stop or asyncio.Event()
     await service.start()
     try:
-        async with serve(service, port=config.port) as server:
+        async with serve(service, port=config.port) as server, serve_channel(service, config.config_dir):
             print(
                 f"eid-agent {__version__} listening on ws://127.0.0.1:{server.port}",
                 flush=True,

@@ -20,6 +20,7 @@ from agent.core.policy import MachinePolicy, load_policy
 
 __all__ = [
     "APP_NAME",
+    "CONFIG_DIR_ENV",
     "DEFAULT_PORT",
     "DEFAULT_INTERACTION_TIMEOUT",
     "AgentConfig",
@@ -37,9 +38,16 @@ def _home(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or Path.home())
 
 
+CONFIG_DIR_ENV = "EID_AGENT_CONFIG_DIR"
+"""Overrides the settings folder (several agents side by side, e.g. in tests); the Web eID
+host reads it too, so it finds the agent that uses the same folder."""
+
+
 def default_config_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
-    """Where the user's settings and approvals live."""
+    """Where the user's settings and approvals live (``EID_AGENT_CONFIG_DIR`` wins)."""
     env = os.environ if env is None else env
+    if env.get(CONFIG_DIR_ENV):
+        return Path(env[CONFIG_DIR_ENV])
     platform = platform or sys.platform
     if platform == "win32":
         base = env.get("APPDATA")

@@ -13,6 +13,7 @@ else around a small generated stand-in payload.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import subprocess
@@ -33,6 +34,7 @@ SOURCE = HERE / "eid-agent.wxs"
 # window), which the Run entry starts at logon.
 CONSOLE_EXE = "eid-agent.exe"
 WINDOWED_EXE = "eid-agentw.exe"
+HOST_EXE = "eid-agent-webeid-host.exe"
 REPO = HERE.parent.parent
 WIX_NS = "{http://schemas.microsoft.com/wix/2006/wi}"
 _COMPONENT_CONDITION = re.compile(r"\s*<Condition>[^<]*</Condition>")
@@ -64,12 +66,23 @@ def make_standin_payload(folder: Path, exe_name: str) -> Path:
     internal = folder / "_internal"
     (internal / "agent" / "locale" / "fr" / "LC_MESSAGES").mkdir(parents=True)
     (internal / "agent" / "web").mkdir(parents=True)
-    for name in {exe_name, CONSOLE_EXE}:
+    for name in {exe_name, CONSOLE_EXE, HOST_EXE}:
         (folder / name).write_text(f"stand-in for {name}\n")
     (internal / "base_library.zip").write_bytes(b"PK\x05\x06" + bytes(18))
     (internal / "agent" / "locale" / "fr" / "LC_MESSAGES" / "eid-agent.mo").write_bytes(b"\0")
     (internal / "agent" / "web" / "eid-agent.js").write_text("// stand-in\n")
     return folder
+
+
+def write_webeid_manifests(payload: Path) -> None:
+    """The eu.webeid manifests next to the host; ``path`` is relative (Windows allows that,
+    relative to the manifest's folder), so they hold wherever the MSI installs."""
+    sys.path.insert(0, str(REPO))
+    from agent.webeid.registration import manifest  # stdlib only
+
+    for browser, name in (("chrome", "eu.webeid.json"), ("firefox", "eu.webeid.firefox.json")):
+        text = json.dumps(manifest(browser, HOST_EXE), indent=2) + "\n"
+        (payload / name).write_text(text, encoding="utf-8")
 
 
 def _sql(table_updates: list[str]) -> list[str]:
@@ -87,6 +100,9 @@ def build(payload: Path, output: Path, *, version: str, exe_name: str) -> Path:
     """Compile the MSI; returns ``output``."""
     if not (payload / exe_name).is_file():
         raise FileNotFoundError(f"{exe_name} is not in the payload {payload}")
+    if not (payload / HOST_EXE).is_file():
+        logger.warning("%s is not in the payload: the Web eID registration would point nowhere", HOST_EXE)
+    write_webeid_manifests(payload)
     with tempfile.TemporaryDirectory(prefix="eid-msi-") as tmp:
         work = Path(tmp)
         source = _COMPONENT_CONDITION.sub("", SOURCE.read_text(encoding="utf-8"))

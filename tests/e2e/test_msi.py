@@ -35,6 +35,7 @@ pytestmark = pytest.mark.skipif(
 PAYLOAD = {
     "eid-agent.exe": b"console stand-in\n",
     "eid-agentw.exe": b"windowed stand-in\n",
+    "eid-agent-webeid-host.exe": b"web eid host stand-in\n",
     "_internal/base_library.zip": b"PK\x05\x06" + bytes(18),
     "_internal/tray/locale/fr/LC_MESSAGES/eid-agent.mo": b"\xde\x12\x04\x95",
     "_internal/clients/js/eid-agent.js": b"export {};\n",
@@ -139,7 +140,10 @@ def test_directories_and_files(msi: Path, tmp_path: Path) -> None:
         assert int(comp["Attributes"]) & 256  # 64-bit component
         rel = "/".join(p for p in (path_of(comp["Directory_"]), row["FileName"]) if p)
         files[rel] = int(row["FileSize"])
-    assert files == {rel: len(data) for rel, data in PAYLOAD.items()}
+    manifests = {"eu.webeid.json", "eu.webeid.firefox.json"}  # written by build_msi.py
+    assert manifests <= set(files)
+    assert {k: v for k, v in files.items() if k not in manifests} == {
+        rel: len(data) for rel, data in PAYLOAD.items()}
 
     feature = {r["Component_"] for r in table(msi, "FeatureComponents")}
     assert feature == set(components)
@@ -227,3 +231,29 @@ def test_uninstall_is_clean_and_keeps_user_data(msi: Path) -> None:
     assert not table(msi, "RemoveFile")
     assert all(int(a["Type"]) & 0x3F == 51 for a in table(msi, "CustomAction"))
     assert not table(msi, "ServiceInstall")
+
+
+def test_web_eid_host_registered_for_chrome_edge_and_firefox(msi: Path, tmp_path: Path) -> None:
+    import json
+
+    reg = registry(msi)
+    chrome = reg[(r"SOFTWARE\Google\Chrome\NativeMessagingHosts\eu.webeid", "")]
+    firefox = reg[(r"SOFTWARE\Mozilla\NativeMessagingHosts\eu.webeid", "")]
+    assert chrome["Root"] == firefox["Root"] == HKLM
+    assert chrome["Value"] == "[INSTALLFOLDER]eu.webeid.json"  # Edge reads Chrome's key too
+    assert firefox["Value"] == "[INSTALLFOLDER]eu.webeid.firefox.json"
+    comps = {r["Component"]: r for r in table(msi, "Component")}
+    for row in (chrome, firefox):
+        assert comps[row["Component_"]]["Condition"] == 'WEBEID = "1"'
+    assert props(msi)["WEBEID"] == "1"
+    assert "WEBEID" in props(msi)["SecureCustomProperties"].split(";")
+    out = tmp_path / "extract"
+    subprocess.run(["msiextract", "-C", str(out), str(msi)], check=True, capture_output=True)
+    chrome_manifest = json.loads((out / "eid-agent" / "eu.webeid.json").read_text())
+    firefox_manifest = json.loads((out / "eid-agent" / "eu.webeid.firefox.json").read_text())
+    assert chrome_manifest["name"] == firefox_manifest["name"] == "eu.webeid"
+    assert chrome_manifest["path"] == "eid-agent-webeid-host.exe"  # next to the manifest
+    assert (out / "eid-agent" / chrome_manifest["path"]).is_file()
+    assert "chrome-extension://ncibgoaomkmdpilpocfeponihegamlic/" in chrome_manifest["allowed_origins"]
+    assert "chrome-extension://gnmckgbandlkacikdndelhfghdejfido/" in chrome_manifest["allowed_origins"]
+    assert firefox_manifest["allowed_extensions"] == ["{e68418bc-f2b0-4459-a9ea-3e72b6751b07}"]

@@ -234,13 +234,93 @@ def test_frozen_agent_serves_status(frozen_agent: FrozenAgent) -> None:
     print(f"\n[bench] frozen agent: start to serving {frozen_agent.serving_after:.2f} s")
 
 
+def _archive_modules(executable: Path) -> set[str]:
+    viewer = Path(sys.executable).with_name("pyi-archive_viewer")
+    listing = subprocess.run([viewer, "-r", "-b", executable], capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+    return {line.strip() for line in listing.splitlines()}
+
+
+def _dev_modules(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in ("eid_emulator", "tests", "bench", "examples"))
+
+
 def test_no_emulator_or_test_code_in_the_archive(exe: Path) -> None:
     """What users install carries no card emulator, test PKI, OCSP test responder or tests."""
-    viewer = Path(sys.executable).with_name("pyi-archive_viewer")
-    listing = subprocess.run([viewer, "-r", "-b", exe], capture_output=True, text=True, timeout=120,
-                             check=True).stdout
-    modules = {line.strip() for line in listing.splitlines()}
+    modules = _archive_modules(exe)
     assert "agent.app.cli" in modules and "eid_validator.der" in modules  # the listing is real
-    forbidden = sorted(m for m in modules
-                       if m.split(".")[0] in ("eid_emulator", "tests", "bench", "examples"))
-    assert forbidden == []
+    assert _dev_modules(modules) == []
+
+
+def test_webeid_host_archive_is_small_and_clean(frozen_dir: Path) -> None:
+    """The frozen eid-agent-webeid-host collects its own stdlib-only analysis: no emulator or
+    test code, and no Qt, pyscard or websockets (it starts once per browser action)."""
+    modules = _archive_modules(frozen_dir / "eid-agent-webeid-host")
+    assert "agent.webeid.host" in modules  # the listing is real
+    assert _dev_modules(modules) == []
+    heavy = sorted(m for m in modules if m.split(".")[0] in ("PySide6", "smartcard", "websockets", "tray"))
+    assert heavy == []
+
+
+def test_frozen_webeid_host_speaks_the_native_framing(frozen_dir: Path, tmp_path: Path) -> None:
+    """eid-agent-webeid-host: a console executable next to eid-agent; version frame first,
+    one command, one reply; a bad origin is refused without looking for the agent."""
+    import json
+    import struct
+
+    host = frozen_dir / "eid-agent-webeid-host"
+    assert host.is_file()
+    env = _clean_env(tmp_path) | {"EID_AGENT_CONFIG_DIR": str(tmp_path / "cfg"), "TMPDIR": str(tmp_path)}
+    request = json.dumps({"command": "authenticate", "arguments": {
+        "challengeNonce": "A" * 44, "origin": "http://portal.example"}}).encode()
+    started = time.monotonic()
+    done = subprocess.run([host, "chrome-extension://ncibgoaomkmdpilpocfeponihegamlic/"],
+                          input=struct.pack("=I", len(request)) + request, capture_output=True,
+                          timeout=60, cwd=frozen_dir, env=env)
+    elapsed = time.monotonic() - started
+    frames = []
+    data = done.stdout
+    while data:
+        (size,) = struct.unpack("=I", data[:4])
+        frames.append(json.loads(data[4:4 + size]))
+        data = data[4 + size:]
+    assert frames[0]["version"].startswith("2.")
+    assert frames[1]["error"]["code"] == "ERR_WEBEID_NATIVE_INVALID_ARGUMENT"
+    print(f"\n[bench] frozen eid-agent-webeid-host: one whole action {elapsed * 1000:.0f} ms")
+
+
+@pytest.mark.pcsc
+def test_frozen_host_starts_the_frozen_agent(frozen_dir: Path, pcscd: PrivatePcscd, tmp_path: Path) -> None:
+    """No agent running: the frozen host's ``quit`` answers {} and starts the eid-agent next
+    to it, detached; that agent then serves the host's channel."""
+    import signal
+    import socket
+    import struct
+    import tempfile
+
+    from agent.webeid import paths
+    from tests.agent_process import free_port, wait_until
+
+    short = Path(tempfile.mkdtemp(prefix="wz"))
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"Port": free_port()}), encoding="utf-8")
+    env = _clean_env(tmp_path) | pcscd.env() | {
+        "EID_AGENT_CONFIG_DIR": str(short / "config"), "TMPDIR": str(short), "XDG_RUNTIME_DIR": "",
+        "EID_AGENT_POLICY_FILE": str(policy)}
+    env.pop("PYTHONPATH", None)
+    env.pop("DISPLAY", None)
+    request = json.dumps({"command": "quit", "arguments": {}}).encode()
+    done = subprocess.run([frozen_dir / "eid-agent-webeid-host", "chrome-extension://x/"],
+                          input=struct.pack("=I", len(request)) + request, capture_output=True,
+                          timeout=60, cwd=frozen_dir, env=env)
+    assert done.stdout.endswith(struct.pack("=I", 2) + b"{}")
+    path = paths.channel_path(short / "config", env)
+    wait_until(lambda: os.path.exists(path), 60)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+        pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+    try:
+        assert Path(os.readlink(f"/proc/{pid}/exe")) == (frozen_dir / EXE_NAME).resolve()
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not os.path.exists(path), 15)

@@ -130,3 +130,58 @@ def test_the_composition_root_is_imported_by_nobody() -> None:
 def test_the_agent_root_holds_few_modules() -> None:
     modules = sorted(p.name for p in (ROOT / "agent").glob("*.py"))
     assert len(modules) <= 6, modules
+
+
+# agent/ws and agent/webeid are the two wire edges: pages' JSON-RPC over the WebSocket, and the
+# Web eID extension's frames through the eu.webeid host and its channel to the agent.
+WIRE_EDGES = ("agent/ws/", "agent/webeid/host.py", "agent/webeid/channel.py")
+# json for a room's own files, not for a wire: approvals, machine policy, browser manifests
+JSON_FILES = ("agent/core/consent.py", "agent/core/policy.py", "agent/webeid/registration.py")
+# the composition root prints JSON for the CLI; the identity dump's photo (`card identity --json`)
+BASE64_ELSEWHERE = ("agent/app/", "agent/cards/beid_identity.py")
+
+
+def test_json_and_base64_are_made_at_the_two_wire_edges_only() -> None:
+    product = [p for room in ("agent", "tray") for p in (ROOT / room).rglob("*.py")]
+    for path in product:
+        rel = str(path.relative_to(ROOT))
+        imports = _imports(path)
+        if {"base64", "binascii"} & imports:
+            assert rel.startswith(WIRE_EDGES + BASE64_ELSEWHERE), rel
+        if "json" in imports and rel.startswith(("agent/core/", "agent/cards/", "agent/smartcard/",
+                                                  "agent/pcsc/", "agent/webeid/")):
+            assert rel.startswith(WIRE_EDGES + JSON_FILES), rel
+
+
+def test_the_webeid_host_imports_only_the_standard_library() -> None:
+    # The browser starts the host for every action: its start-up time is the user's time.
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"agent"}
+    for name in ("host.py", "paths.py", "winpeer.py", "__init__.py"):
+        path = ROOT / "agent" / "webeid" / name
+        assert _imports(path) <= allowed, path
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip().startswith(("from agent", "import agent")):
+                assert line.strip().startswith(("from agent import __version__", "from agent.webeid.paths ",
+                                                "from agent.webeid import winpeer")), line
+
+
+def test_the_webeid_host_process_loads_no_qt_pyscard_or_websockets() -> None:
+    """Run the host as a browser would (a version frame, end of input) and list what it loaded."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import io, sys\n"
+        "sys.stdin = io.TextIOWrapper(io.BytesIO()); sys.argv = ['host', 'chrome-extension://x/']\n"
+        "import agent.webeid.host as host\n"
+        "host.main()\n"
+        "print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), EID_AGENT_CONFIG_DIR="/nonexistent/eid-agent-probe")
+    done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, timeout=60)
+    loaded = {m.split(".")[0] for m in done.stderr.decode().split()}
+    assert "agent" in loaded and "json" in loaded, done.stderr.decode()[-2000:]  # the probe ran
+    assert not {"PySide6", "shiboken6", "smartcard", "websockets", "tray", "pystray"} & loaded
