@@ -25,17 +25,13 @@ from agent import __version__
 from agent.emulator.pcscd import PrivatePcscd
 from tests.agent_process import free_port
 from tests.conftest import READER_0, READER_1
-from tests.test_dialogs_xvfb import (  # noqa: F401 - display is a fixture
-    PIN as XVFB_PIN,
-    display,
-    pin_request,
-    type_into,
-    visible_window,
-    xdotool,
-)
+from tests import test_dialogs_xvfb as xvfb
+from tests.test_dialogs_xvfb import PIN as XVFB_PIN
+from tests.test_dialogs_xvfb import pin_request, type_into, visible_window, xdotool
 from tray.interaction import DialogInteraction
 
 pytestmark = pytest.mark.slow
+display = xvfb.display  # the private Xvfb fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "packaging" / "pyinstaller" / "eid-agent.spec"
