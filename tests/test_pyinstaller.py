@@ -23,9 +23,9 @@ import websockets
 
 from agent import __version__
 from agent.emulator.pcscd import PrivatePcscd
+from tests import test_dialogs_xvfb as xvfb
 from tests.agent_process import free_port
 from tests.conftest import READER_0, READER_1
-from tests import test_dialogs_xvfb as xvfb
 from tests.test_dialogs_xvfb import PIN as XVFB_PIN
 from tests.test_dialogs_xvfb import pin_request, type_into, visible_window, xdotool
 from tray.interaction import DialogInteraction
