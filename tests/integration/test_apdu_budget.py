@@ -212,7 +212,7 @@ def test_another_program_selects_another_df_between_operations(
                 if method == "authenticate":
                     verify_token(await client.authenticate(NONCE), ORIGIN, NONCE)
                 else:
-                    result = await client.sign(*_sign_params(data18.sign_cert))
+                    result = wire(await client.sign(*_sign_params(data18.sign_cert)))
                     assert len(base64.b64decode(result["signature"])) == 96
 
             await operation()
