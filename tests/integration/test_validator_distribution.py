@@ -5,6 +5,7 @@ validate through that installed copy."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import venv
@@ -38,17 +39,19 @@ def test_bare_venv_install_validates_the_vectors(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
+    # no PYTHONPATH: a worktree's sources would shadow the installed copy
+    bare = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     source = tmp_path / "validator"  # a copy: the build leaves build/ and *.egg-info beside the sources
     shutil.copytree(ROOT / "validator", source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run([python, "-m", "pip", "install", "-q", str(source)], check=True,
-                   capture_output=True, text=True, timeout=600)
+                   capture_output=True, text=True, timeout=600, env=bare)
     installed = subprocess.run([python, "-m", "pip", "list", "--format=json"], check=True,
-                               capture_output=True, text=True).stdout
+                               capture_output=True, text=True, env=bare).stdout
     names = {p["name"].lower() for p in json.loads(installed)}
     assert "eid-validator" in names
     assert not names & {"eid-agent", "pyscard", "websockets", "pystray", "pyside6-essentials", "pillow"}
     done = subprocess.run([python, "-c", CHECK, str(VECTORS)], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+                          timeout=120, cwd=tmp_path, env=bare)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result == {"valid": 6, "banned": []}
