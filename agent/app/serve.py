@@ -116,6 +116,9 @@ async def run_agent(
             )
             if ready is not None:
                 ready(service, server)
+            from agent.app.memory import freeze_startup_objects
+
+            freeze_startup_objects()
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(service.wait_shutdown())]
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

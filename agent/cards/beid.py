@@ -11,9 +11,10 @@ Speaks APDUs through a :class:`~agent.smartcard.apdu.CardChannel` (T=0: ``61xx``
   non-zero offset is the end of the file (the card gives no file length);
 * certificates are trimmed to their DER length; an all-zero file means "not issued";
 * one PIN (reference 01) for both keys, format-2 PIN block ``2L`` + BCD + ``F`` padding;
-* signing: SELECT ``DF00`` by path (``00 A4 08 0C 02 DF 00``), MSE SET
-  ``00 22 41 B6 05 04 80 <alg> 84 <key>``, VERIFY, PSO:CDS ``00 2A 9E 9A`` (no Le). The
-  signing key 83 needs the PIN right before each signature;
+* signing: MSE SET ``00 22 41 B6 05 04 80 <alg> 84 <key>`` (when the card refuses it
+  because another DF is current: SELECT ``DF00`` by path ``00 A4 08 0C 02 DF 00`` and MSE
+  SET again), VERIFY, PSO:CDS ``00 2A 9E 9A`` (no Le). The signing key 83 needs the PIN
+  right before each signature;
 * a card identified before in the same reader resumes with one GET CARD DATA instead of
   the detection (:func:`resume_session`), which also gives the serial to check and, on
   1.8, the PIN counter.
@@ -591,6 +592,27 @@ class BeidSession:
             return RSA_PKCS1_DIGEST_INFO_ALGORITHM, hash_entry.digest_info(digest)
         raise NotSupportedError(f"applet 1.7 cannot sign {name}")
 
+    def _set_security_environment(self, algorithm: int, key: int) -> None:
+        """MSE SET with the BELPIC DF current (eid-mw: it must be, on applet >= 1.7).
+
+        The DF is not selected first: it stays current between our transactions unless
+        another program (or a reset) changed it, and then the card refuses the key (6A88,
+        key not found, or another error). On any refusal DF00 is selected by path and MSE
+        SET sent once more, whose answer counts. Nothing depends on the DF before this
+        point, and the PIN goes out only after an MSE SET the card accepted.
+        """
+        mse = encode_apdu(0x00, INS_MSE, 0x41, 0xB6, bytes((0x04, 0x80, algorithm, 0x84, key)))
+        if self._current_df is None or self._current_df == DF_BELPIC:
+            data, sw = self.channel.transmit(mse)
+            if sw == StatusWord.OK:
+                self._current_df = DF_BELPIC
+                return
+            logger.info("MSE SET answered %04X: selecting DF00 and setting it again", sw)
+        self._select_belpic_df()
+        data, sw = self.channel.transmit(mse)
+        if sw != StatusWord.OK:
+            raise _apdu_error(sw, data, "MSE SET")
+
     def sign(
         self,
         role: KeyRole,
@@ -600,7 +622,8 @@ class BeidSession:
         *,
         padding: str | None = None,
     ) -> bytes:
-        """Sign a digest: SELECT DF00 (by path), MSE SET, VERIFY (when ``pin``), PSO:CDS.
+        """Sign a digest: MSE SET (SELECT DF00 by path first when the card needs it, see
+        :meth:`_set_security_environment`), VERIFY (when ``pin``), PSO:CDS.
 
         Returns raw ``r || s`` on applet 1.8 (see :func:`ecdsa_raw_to_der`), the RSA
         signature on 1.7. The signing key needs ``pin`` every time.
@@ -616,8 +639,7 @@ class BeidSession:
             raise PinRequiredError("the signing key needs the PIN for every signature")
         if isinstance(pin, str):
             validate_pin(pin)
-        self._select_belpic_df()  # eid-mw: the BELPIC DF must be current (>= 1.7)
-        self.channel.send_apdu(0x00, INS_MSE, 0x41, 0xB6, bytes((0x04, 0x80, algorithm, 0x84, key)))
+        self._set_security_environment(algorithm, key)
         if pin is not None:
             self.verify_pin(PIN, pin)
         data, sw = self.channel.transmit(encode_apdu(0x00, INS_PSO, 0x9E, 0x9A, dtbs))

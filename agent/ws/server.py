@@ -116,6 +116,10 @@ class WsServer:
                     max_size=self.max_message_size * HARD_SIZE_FACTOR,
                     ping_interval=self.ping_interval,
                     server_header=f"eid-agent/{__version__}",
+                    # No permessage-deflate: on loopback it only costs CPU per message and
+                    # a zlib context per connection (memory), and the large answers
+                    # (photo, signatures, certificates) hardly compress.
+                    compression=None,
                 )
             except OSError as exc:
                 if host == "::1" and self._servers:

@@ -973,6 +973,10 @@ class BeidCard(VirtualCard):
             raise CardError(0x6A80)
         if key_ref not in (0x82, 0x83):
             raise CardError(0x6A88)
+        if self._current_df().fid != 0xDF00:
+            # eid-mw: the BELPIC DF must be current for MSE SET (applet >= 1.7); the keys
+            # belong to DF00 (PrKDF), so elsewhere the key is not found.
+            raise CardError(0x6A88)
         if key_ref == 0x83 and self.data.sign_key is None:
             raise CardError(0x6A88)
         self._se = (algorithm, key_ref)

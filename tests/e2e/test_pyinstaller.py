@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -24,8 +25,13 @@ from eid_emulator.pcscd import PrivatePcscd
 from agent import __version__
 from tests.agent_process import free_port
 from tests.conftest import READER_0, READER_1
+from tests.e2e import test_dialogs_xvfb as xvfb
+from tests.e2e.test_dialogs_xvfb import PIN as XVFB_PIN
+from tests.e2e.test_dialogs_xvfb import pin_request, type_into, visible_window, xdotool
+from tray.interaction import DialogInteraction
 
 pytestmark = pytest.mark.slow
+display = xvfb.display  # the private Xvfb fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "packaging" / "pyinstaller" / "eid-agent.spec"
@@ -324,3 +330,35 @@ def test_frozen_host_starts_the_frozen_agent(frozen_dir: Path, pcscd: PrivatePcs
     finally:
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not os.path.exists(path), 15)
+
+
+@pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool")),
+                    reason="needs Xvfb and xdotool")
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_frozen_pin_dialog_on_x(exe: Path, display: str, tmp_path: Path, lang: str) -> None:
+    """The trimmed build's dialog process shows the real Qt PIN dialog on an X server (xcb
+    platform plugin, fonts, the catalog of the language): digits typed with xdotool come
+    back to the caller, and the PIN is not in the dialog process's log."""
+    log = tmp_path / "dialogs.log"
+    env = {**_clean_env(tmp_path), "DISPLAY": display, "QT_QPA_PLATFORM": "xcb",
+           "XDG_RUNTIME_DIR": str(tmp_path)}
+    env.pop("WAYLAND_DISPLAY", None)
+
+    async def scenario() -> None:
+        ui = DialogInteraction(command=[str(exe), "--dialogs"], env=env, stderr_path=log, lang=lang)
+        try:
+            task = asyncio.ensure_future(ui.ask_pin(pin_request(tries=2)))
+            window = await visible_window(display, ui)
+            title = await asyncio.to_thread(xdotool, display, "getwindowname", window)
+            assert title.strip(), "the dialog window has no title"
+            await type_into(display, window, text=XVFB_PIN)
+            await type_into(display, window, "Return")
+            assert await asyncio.wait_for(task, 30) == XVFB_PIN
+        finally:
+            await ui.aclose()
+
+    asyncio.run(scenario())
+    text = log.read_text()
+    assert "pin dialog opened" in text, text
+    assert XVFB_PIN not in text
+    assert "Traceback" not in text, text

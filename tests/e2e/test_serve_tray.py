@@ -33,8 +33,14 @@ def _start(display: str, pcscd, tmp_path: Path) -> tuple[subprocess.Popen[str], 
                XDG_RUNTIME_DIR=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"),
                XDG_STATE_HOME=str(tmp_path / "state"), NO_AT_BRIDGE="1",
                EID_AGENT_POLICY_FILE=str(tmp_path / "no-policy.json"))
+    # EID_AGENT_FROZEN_DIR=dist/eid-agent: the same tests on the PyInstaller build (GTK
+    # stack and pystray backends as bundled, no icon themes).
+    frozen = os.environ.get("EID_AGENT_FROZEN_DIR")
+    program = [str(Path(frozen) / "eid-agent")] if frozen else [sys.executable, "-m", "agent"]
+    if frozen:
+        env.pop("PYTHONPATH", None)
     proc = subprocess.Popen(
-        ["dbus-run-session", "--", sys.executable, "-m", "agent", "--log-level", "INFO",
+        ["dbus-run-session", "--", *program, "--log-level", "INFO",
          "serve", "--port", str(port), "--allow-origin", "http://localhost"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -1,8 +1,10 @@
 """What the core sends to the card, counted at the virtual card through the real pcscd + vpcd.
 
 * A warm ``authenticate`` or ``sign`` (card identified since its insertion, certificate read
-  before) is one card job of at most 6 APDUs on applet 1.8: GET CARD DATA (confirms the card,
-  its serial and the PIN counter), SELECT DF00 by path, MSE SET, VERIFY, PSO:CDS, GET RESPONSE.
+  before) is one card job of at most 5 APDUs on applet 1.8: GET CARD DATA (confirms the card,
+  its serial and the PIN counter), MSE SET, VERIFY, PSO:CDS, GET RESPONSE. The BELPIC DF is
+  selected (by path) only when the card refuses MSE SET because another DF is current: another
+  program selected one, or reset the card, between the agent's transactions.
 * The PIN dialog may show a remembered tries-left count; when another program spent a try
   meanwhile, the PIN the user typed is not sent and the dialog is shown again with the count
   the card gives.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +47,8 @@ data17 = core_support.data17
 data18_second = core_support.data18_second
 
 PIN = "1234"  # the test PKI's default holder PIN
-WARM_BUDGET = 6
+WARM_BUDGET = 5
+SELECT_DF01 = bytes.fromhex("00A4080C02DF01")
 
 
 class HoldingBackend:
@@ -142,9 +147,9 @@ def test_warm_authenticate_and_sign_within_budget(vpcd: Any, data18: Any) -> Non
         finally:
             await service.stop()
 
-        lean = ["80E40001", "00A4080C", "002241B6", "00200001", "002A9E9A", "00C00000"]
+        lean = ["80E40001", "002241B6", "00200001", "002A9E9A", "00C00000"]
         assert _headers(warm_auth) == lean
-        assert warm_auth[2].endswith(b"\x84\x82") and warm_sign[2].endswith(b"\x84\x83")
+        assert warm_auth[1].endswith(b"\x84\x82") and warm_sign[1].endswith(b"\x84\x83")
         assert _headers(warm_sign) == lean
         assert len(warm_auth) <= WARM_BUDGET and len(warm_sign) <= WARM_BUDGET
         assert len(base64.b64decode(result["signature"])) == 96
@@ -173,8 +178,98 @@ def test_warm_authenticate_on_applet_17(vpcd: Any, data17: Any) -> None:
 
     warm = asyncio.run(scenario())
     assert _headers(warm) == [
-        "80E40000", "00200001", "00A4080C", "002241B6", "00200001", "002A9E9A", "00C00000"
+        "80E40000", "00200001", "002241B6", "00200001", "002A9E9A", "00C00000"
     ]
+
+
+def _other_program(*apdus: bytes) -> list[int]:
+    """Another PC/SC client sends ``apdus`` in a transaction of its own; their SWs."""
+    other = connect(READER_0)
+    try:
+        with other.transaction():
+            return [other.send_and_receive(apdu)[1] for apdu in apdus]
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("method", ["authenticate", "sign"])
+def test_another_program_selects_another_df_between_operations(
+    vpcd: Any, data18: Any, method: str
+) -> None:
+    """The agent does not SELECT DF00 before MSE SET; when another program left DF01
+    current, the card refuses MSE SET (key not found) and the agent selects DF00 and sets
+    the environment again, before the PIN goes out: one VERIFY, a valid signature."""
+    card = BeidCard("1.8", data18)
+    vpcd(card, slot=0)
+
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        service = _service(ScriptedInteraction({"pins": [PIN] * 3}))
+        await service.start()
+        try:
+            client = service.open_client(ORIGIN)
+
+            async def operation() -> None:
+                if method == "authenticate":
+                    verify_token(await client.authenticate(NONCE), ORIGIN, NONCE)
+                else:
+                    result = wire(await client.sign(*_sign_params(data18.sign_cert)))
+                    assert len(base64.b64decode(result["signature"])) == 96
+
+            await operation()
+            assert _other_program(SELECT_DF01) == [0x9000]
+            start = len(card.commands)
+            await operation()
+            after_df_change = card.commands[start:]
+            start = len(card.commands)
+            await operation()
+            return after_df_change, card.commands[start:]
+        finally:
+            await service.stop()
+
+    after_df_change, next_one = asyncio.run(scenario())
+    assert _headers(after_df_change) == [
+        "80E40001", "002241B6", "00A4080C", "002241B6", "00200001", "002A9E9A", "00C00000"
+    ]
+    assert after_df_change[2] == bytes.fromhex("00A4080C02DF00")
+    assert len(_pin_commands(after_df_change)) == 1
+    # DF00 is current again: back to the lean sequence.
+    assert _headers(next_one) == ["80E40001", "002241B6", "00200001", "002A9E9A", "00C00000"]
+    assert card.tries_left == 3
+
+
+@pytest.mark.skipif(shutil.which("opensc-tool") is None, reason="needs OpenSC's opensc-tool")
+def test_another_program_resets_the_card_between_operations(vpcd: Any, data18: Any) -> None:
+    """A reset by another program (MF current, PIN state and security environment gone)
+    between two operations: the next authenticate still works with one VERIFY."""
+    card = BeidCard("1.8", data18)
+    vpcd(card, slot=0)
+
+    def reset() -> None:
+        # Another program: OpenSC's tool, SCardDisconnect(SCARD_RESET_CARD) underneath.
+        done = subprocess.run(["opensc-tool", "--reader", "0", "--reset", "warm"],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    async def scenario() -> list[bytes]:
+        service = _service(ScriptedInteraction({"pins": [PIN] * 2}))
+        await service.start()
+        try:
+            client = service.open_client(ORIGIN)
+            verify_token(await client.authenticate(NONCE), ORIGIN, NONCE)
+            assert card.pin_verified
+            await asyncio.to_thread(reset)
+            assert not card.pin_verified, "the card was not reset"
+            start = len(card.commands)
+            verify_token(await client.authenticate(NONCE), ORIGIN, NONCE)
+            return card.commands[start:]
+        finally:
+            await service.stop()
+
+    sent = asyncio.run(scenario())
+    assert len(_pin_commands(sent)) == 1
+    assert "00A4080C" in _headers(sent)  # the MF was current: DF00 selected before VERIFY
+    assert _headers(sent).index("00A4080C") < _headers(sent).index("00200001")
+    assert card.tries_left == 3
 
 
 def test_try_spent_by_another_program_is_shown_before_the_pin_is_sent(

@@ -38,7 +38,7 @@ SELECT_APPLET = "00A404000F A00000003029057000AD13100101FF"
 SELECT_MF = "00A4020C02 3F00"
 SELECT_DF00 = "00A4020C02 DF00"
 SELECT_DF01 = "00A4020C02 DF01"
-SELECT_BELPIC_PATH = "00A4080C02 DF00"  # before MSE SET
+SELECT_BELPIC_PATH = "00A4080C02 DF00"  # before MSE SET, when the card refuses it
 
 
 def _select(fid: int) -> str:
@@ -450,7 +450,6 @@ def test_pinpad_sign_verifies_on_the_reader() -> None:
     digest = hashlib.sha256(b"x").digest()
     conn, session = pinpad_session(b"\x90\x00")
     conn.add(
-        Step(SELECT_BELPIC_PATH),
         Step("0022 41B6 05 04 80 08 84 83"),
         Step("002A9E9A20" + digest.hex(), sw=0x6100),
         Step("00C0000000", bytes(256)),
@@ -470,7 +469,6 @@ def test_sign_17_authentication_sha256_pin_once() -> None:
     signature = bytes(range(256))
     conn, session = session_for(
         CARD_DATA_17,
-        Step(SELECT_BELPIC_PATH),
         Step("002241B605 0480088482"),
         Step("002A9E9A20" + digest.hex(), sw=0x6100),  # no Le, T=0 style
         Step("00C0000000", signature),
@@ -484,7 +482,6 @@ def test_sign_17_signing_sha384_uses_digest_info_and_pin_right_before() -> None:
     digest_info = bytes.fromhex("3041300D060960864801650304020205000430") + digest
     conn, session = session_for(
         CARD_DATA_17,
-        Step(SELECT_BELPIC_PATH),
         Step("002241B605 0480018483"),
         Step(PIN_1234),
         Step(f"002A9E9A{len(digest_info):02X}" + digest_info.hex(), bytes(256)),
@@ -501,7 +498,6 @@ def test_sign_17_algorithm_bytes(hash_function: str, padding: str | None, algori
     digest = bytes(32 if hash_function == "SHA-256" else 20)
     conn, session = session_for(
         CARD_DATA_17,
-        Step(SELECT_BELPIC_PATH),
         Step(f"002241B605 0480{algorithm:02X}8482"),
         Step(PIN_1234),
         Step(f"002A9E9A{len(digest):02X}" + digest.hex(), b"\x01" * 256),
@@ -527,7 +523,6 @@ def test_sign_18_ecdsa_signing_key(hash_function: str, length: int, algorithm: i
     raw = bytes(range(1, 97))
     conn, session = session_for(
         CARD_DATA_18,
-        Step(SELECT_BELPIC_PATH),
         Step(f"002241B605 0480{algorithm:02X}8483"),
         Step(PIN_1234),
         Step(f"002A9E9A{length:02X}" + digest.hex(), sw=0x6160),
@@ -541,7 +536,6 @@ def test_sign_18_authentication_data_directly() -> None:
     digest = bytes(48)
     conn, session = session_for(
         CARD_DATA_18,
-        Step(SELECT_BELPIC_PATH),
         Step("002241B605 0480028482"),
         Step("002A9E9A30" + digest.hex(), b"\x07" * 96),
     )
@@ -560,7 +554,6 @@ def test_signing_key_without_pin_sends_nothing() -> None:
 def test_authentication_without_pin_when_card_wants_it() -> None:
     conn, session = session_for(
         CARD_DATA_18,
-        Step(SELECT_BELPIC_PATH),
         Step("002241B605 0480028482"),
         Step("002A9E9A30" + bytes(48).hex(), sw=0x6982),
     )
@@ -572,7 +565,6 @@ def test_authentication_without_pin_when_card_wants_it() -> None:
 def test_wrong_pin_stops_before_pso() -> None:
     conn, session = session_for(
         CARD_DATA_18,
-        Step(SELECT_BELPIC_PATH),
         Step("002241B605 0480028483"),
         Step(PIN_1234, sw=0x63C2),
     )
@@ -624,4 +616,57 @@ def test_ecdsa_raw_to_der() -> None:
 def test_log_off() -> None:
     conn, session = session_for(CARD_DATA_17, Step("80E60000"))
     session.log_off()
+    conn.assert_done()
+
+
+# -- the BELPIC DF before MSE SET ------------------------------------------------------------
+
+
+def test_mse_refused_in_another_df_selects_df00_and_sets_again() -> None:
+    """Another program left another DF current: the card refuses MSE SET (key not found);
+    the driver selects DF00 by path and sets the environment again, then the PIN."""
+    digest = bytes(range(32))
+    conn, session = session_for(
+        CARD_DATA_18,
+        Step("002241B605 0480018483", sw=0x6A88),
+        Step(SELECT_BELPIC_PATH),
+        Step("002241B605 0480018483"),
+        Step(PIN_1234),
+        Step("002A9E9A20" + digest.hex(), b"\x05" * 96),
+    )
+    assert session.sign(KeyRole.SIGNING, digest, "SHA-256", "1234") == b"\x05" * 96
+    conn.assert_done()
+
+
+def test_mse_refused_twice_sends_no_pin() -> None:
+    conn, session = session_for(
+        CARD_DATA_18,
+        Step("002241B605 0480018483", sw=0x6A88),
+        Step(SELECT_BELPIC_PATH),
+        Step("002241B605 0480018483", sw=0x6A88),
+    )
+    with pytest.raises(ApduError) as info:
+        session.sign(KeyRole.SIGNING, bytes(32), "SHA-256", "1234")
+    assert info.value.sw == 0x6A88
+    conn.assert_done()
+    assert not any(apdu[1] == 0x20 for apdu in conn.sent)
+
+
+def test_df01_selected_in_the_session_selects_df00_first() -> None:
+    """After reading a DF01 file in the same session the driver knows DF00 is not
+    current: SELECT first, no refused MSE SET."""
+    identity = bytes(range(1, 101))
+    digest = bytes(48)
+    conn, session = session_for(
+        CARD_DATA_18,
+        Step(SELECT_MF),
+        Step(SELECT_DF01),
+        Step(_select(0x4031)),
+        Step(_read(0, 252), identity),
+        Step(SELECT_BELPIC_PATH),
+        Step("002241B605 0480028482"),
+        Step("002A9E9A30" + digest.hex(), b"\x07" * 96),
+    )
+    assert session.read_file(BeidFile.IDENTITY) == identity
+    assert session.sign(KeyRole.AUTHENTICATION, digest, "SHA-384", None) == b"\x07" * 96
     conn.assert_done()

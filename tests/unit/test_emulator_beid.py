@@ -96,7 +96,22 @@ def verify(card: BeidCard, pin: str = "1234") -> int:
 
 
 def mse(card: BeidCard, alg: int, key: int) -> int:
+    """MSE SET with the BELPIC DF current (selected by path first when it is not)."""
+    if card._current_df().fid != 0xDF00:
+        select_path(card, "DF00")
     return tx(card, bytes([0x00, 0x22, 0x41, 0xB6, 0x05, 0x04, 0x80, alg, 0x84, key]))[1]
+
+
+def test_mse_set_needs_the_belpic_df(card: BeidCard) -> None:
+    """The keys belong to DF00: with the MF (after reset) or DF01 current the key is not
+    found; once DF00 or one of its EFs is current MSE SET works."""
+    alg = 0x01 if card.profile.version == "1.8" else 0x08
+    raw = bytes([0x00, 0x22, 0x41, 0xB6, 0x05, 0x04, 0x80, alg, 0x84, 0x82])
+    assert tx(card, raw)[1] == 0x6A88  # MF current after reset
+    select_path(card, "DF014031")
+    assert tx(card, raw)[1] == 0x6A88
+    select_path(card, "DF005038")
+    assert tx(card, raw)[1] == 0x9000
 
 
 def pso(card: BeidCard, dtbs: bytes) -> tuple[bytes, int]:
@@ -564,12 +579,14 @@ def test_nonrep_key_is_pin_just_before(card: BeidCard) -> None:
 
 
 def test_nonrep_intervening_commands_17(card17: BeidCard) -> None:
+    select_path(card17, "DF00")
     assert verify(card17) == 0x9000
     assert mse(card17, 0x08, 0x83) == 0x9000  # one command in between: too many on 1.7
     assert pso(card17, bytes(32))[1] == 0x6982
 
 
 def test_nonrep_intervening_commands_18(card18: BeidCard) -> None:
+    select_path(card18, "DF00")
     assert verify(card18) == 0x9000
     assert mse(card18, 0x02, 0x83) == 0x9000  # one command in between is allowed on 1.8
     assert pso(card18, bytes(48))[1] == 0x9000

@@ -94,6 +94,19 @@ def test_accepted_connection_answers_status() -> None:
     asyncio.run(scenario())
 
 
+def test_no_compression_is_negotiated() -> None:
+    """Browsers offer permessage-deflate; on loopback it costs CPU per message and a zlib
+    context per connection, so the agent declines it and frames go uncompressed."""
+    async def scenario() -> None:
+        async with running(FakeService()) as server, client(server) as ws:
+            assert ws.request is not None and ws.response is not None
+            assert "permessage-deflate" in ws.request.headers.get("Sec-WebSocket-Extensions", "")
+            assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+            assert (await call(ws, "status"))["id"] == 1
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize(
     "host",
     [
