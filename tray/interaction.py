@@ -172,8 +172,11 @@ class DialogInteraction:
             self._forget(request_id)
 
     async def ask_consent(self, request: ConsentRequest) -> ConsentDecision:
-        kind = "consent-site" if request.kind is ConsentKind.SITE else "consent-identity"
+        kind = f"consent-{request.kind.value}"  # consent-site, consent-identity, ...
         payload = {"origin": request.origin, "holder": request.holder, "timeout": request.timeout}
+        national_number = getattr(request, "national_number", None)
+        if national_number:
+            payload["nationalNumber"] = national_number
         try:
             reply = await self._ask(kind, payload, request)
         except UserCancelledError:

@@ -14,6 +14,13 @@ one JSON reply per line on stdout; closing stdin ends it. Requests carry an ``id
 - ``consent-site``: ``origin`` -> ``{"result": "ok", "decision": "allow-once" |
   "allow-always" | "deny"}``
 - ``consent-identity``: ``origin, holder`` -> ``{"result": "ok", "decision": "allow-once" | "deny"}``
+- ``consent-certificate``: ``origin, holder, nationalNumber`` -> same decisions as
+  ``consent-site`` (may the site read the signing certificate, which names the holder?)
+
+Consent dialogs cannot be clicked through: Deny is the default and has the focus, and
+their buttons ignore every input for about a second after the dialog appears or regains
+focus (``widgets.ConsentDialog``). The PIN dialog keeps Enter = OK once a PIN of the
+minimum length is typed; it cannot be confirmed empty.
 - ``choose-card``: ``origin, operation, choices: [{reader, cardType, holder, serial}]``
   -> ``{"result": "ok", "index": 0}``
 - ``cancel``: ``{"type": "cancel", "id": 1}`` closes dialog 1 (reply ``"result": "closed"``).
@@ -32,6 +39,7 @@ REQUEST_TYPES = (
     "card-wait",
     "consent-site",
     "consent-identity",
+    "consent-certificate",
     "choose-card",
 )
 
