@@ -167,6 +167,20 @@ def _confirm_pin_status(session: CardSession, pin: PinInfo, shown: int | None) -
         raise _PinStatusChanged(status)
 
 
+async def _logged_off(service: AgentService, plan: _PinPlan, pin_job: Awaitable[T]) -> T:
+    """Run a card job that sends a PIN; then queue LOG OFF (issue 13), whatever its end,
+    unless nothing was sent (the PIN status had changed)."""
+    sent = True
+    try:
+        return await pin_job
+    except _PinStatusChanged:
+        sent = False
+        raise
+    finally:
+        if sent:
+            service.log_off_after_pin(plan.reader, plan.info.serial)
+
+
 def _card_json(info: CardInfo | None) -> dict[str, Any] | None:
     if info is None:
         return None
@@ -233,6 +247,7 @@ class AgentService:
         self._listeners: list[tuple[Callable[[Snapshot], None], Callable[[Notice, str], None]]]
         self._listeners = []
         self._listeners_lock = threading.Lock()
+        self._log_offs: set[asyncio.Task[None]] = set()  # LOG OFF jobs queued after PIN use
 
     @staticmethod
     def _normalize_policy(origins: tuple[str, ...]) -> frozenset[str]:
@@ -262,6 +277,7 @@ class AgentService:
         """Close every client session and release the readers."""
         for session in list(self._sessions):
             await session.close()
+        await asyncio.gather(*self._log_offs, return_exceptions=True)  # cards logged off first
         if self._event_task is not None:
             self._event_task.cancel()
             await asyncio.gather(self._event_task, return_exceptions=True)
@@ -385,6 +401,29 @@ class AgentService:
         if self._cards.get(reader) is state:
             state.seen(info, resume)
         return info, result
+
+    # -- issue 13 item 4: LOG OFF after every PIN use (to be ported into the card book) -----
+
+    def log_off_after_pin(self, reader: str, serial: str) -> None:
+        """Queue ``session.log_off()`` on ``reader`` after a card job that sent a PIN.
+
+        A follow-up card job, started as a task: it runs once the current task has handed
+        the answer on (the page gets it first, the card is logged off meanwhile on the
+        PC/SC worker), so it costs the user no time; the next job on the reader comes after
+        it. ``serial``: only that card is logged off (a removed card is logged off already).
+        Failures are logged, never raised: the answer has gone.
+        """
+
+        async def log_off() -> None:
+            try:
+                await self.card_job(reader, lambda session: session.log_off(),
+                                    expect_serial=serial)
+            except Exception as exc:  # noqa: BLE001 - nobody waits for this job
+                logger.info("no LOG OFF on %r: %s", reader, exc)
+
+        task = asyncio.get_running_loop().create_task(log_off(), name=f"log-off {reader}")
+        self._log_offs.add(task)
+        task.add_done_callback(self._log_offs.discard)
 
     async def card_certificate(
         self, reader: str, role: KeyRole
@@ -949,17 +988,17 @@ class ClientSession:
         async def attempt(request: PinRequest, confirm: bool) -> T:
             if plan.pinpad_verify:
                 async with service.interaction.pinpad_notice(request):
-                    return await service.card_job(
+                    return await _logged_off(service, plan, service.card_job(
                         plan.reader,
                         job(request, confirm, PINPAD),
                         expect_serial=plan.info.serial,
-                    )
+                    ))
             value = await self._while_card_present(
                 plan.reader, plan.epoch, _ask(service.interaction.ask_pin(request), timeout)
             )
-            return await service.card_job(
+            return await _logged_off(service, plan, service.card_job(
                 plan.reader, job(request, confirm, value), expect_serial=plan.info.serial
-            )
+            ))
 
         return attempt
 
@@ -1292,14 +1331,16 @@ class ClientSession:
 
                 if plan.pinpad_modify:
                     async with service.interaction.pinpad_notice(request):
-                        await service.card_job(
+                        await _logged_off(service, plan, service.card_job(
                             reader, change(PINPAD, None), expect_serial=plan.info.serial
-                        )
+                        ))
                     return
                 old, new = await self._while_card_present(
                     reader, plan.epoch, _ask(service.interaction.ask_pin_change(request), timeout)
                 )
-                await service.card_job(reader, change(old, new), expect_serial=plan.info.serial)
+                await _logged_off(service, plan, service.card_job(
+                    reader, change(old, new), expect_serial=plan.info.serial
+                ))
 
             await self._with_pin(plan, Operation.CHANGE_PIN, timeout, attempt, lang=lang)
         logger.info("%s changed on the card in %r", plan.pin.name, reader)
