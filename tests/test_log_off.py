@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 import websockets
 
-from agent.apdu import SmartCardConnection
+from agent.apdu import CardChannel, SmartCardConnection
 from agent.cards import idemia, thales
 from agent.cards.base import CardSession, KeyRole
 from agent.cards.beid import CertificateCache
 from agent.cards.beid import open_session as beid_session
+from agent.cards.twopin import log_off_pins
 from agent.emulator.backend import VirtualBackend
 from agent.emulator.base import VirtualCard, VirtualConnection
 from agent.emulator.beid import BeidCard
@@ -79,19 +80,15 @@ def auth_digest(session: CardSession) -> tuple[bytes, str]:
     return hashlib.new(name.replace("-", "").lower(), b"challenge").digest(), name
 
 
-# --- the drivers' APDUs (scripted connection) ------------------------------------------
+# --- the drivers' APDUs (scripted connection; the Belgian LOG OFF: test_beid_driver) -----
 
 
 def test_two_pin_log_off_sends_verify_ff_per_pin_and_resets_when_refused() -> None:
     """The shared helper: ``00 20 FF <ref>`` (case 1) per PIN, in its DF; any refusal makes
     the driver ask for a card reset on release."""
-    from agent.cards.twopin import log_off_pins
-
     profile_pins = (idemia.PIN1,)
     selected: list[str] = []
     conn = ScriptedConnection([Step("0020FF01")])
-    from agent.apdu import CardChannel
-
     assert log_off_pins(CardChannel(conn), profile_pins, lambda pin: selected.append(pin.name))
     conn.assert_done()
     assert selected == ["PIN1"]
@@ -113,15 +110,68 @@ def test_two_pin_driver_log_off_apdus(pkis: Callable[[str], OtherPki], name: str
     assert all(c[2:4] in ("20", "A4") for c in sent)  # VERIFY P1=FF and SELECTs only
 
 
-def test_beid_log_off_apdu() -> None:
-    conn = ScriptedConnection([Step(LOG_OFF)])
-    from agent.apdu import CardChannel
-    from agent.cards.beid import BeidSession
+class Recording(VirtualConnection):
+    """Records the card's answers while a session opens, to script that part."""
 
-    session = BeidSession.__new__(BeidSession)  # log_off needs nothing but the channel
-    session.channel = CardChannel(conn)
+    def __init__(self, card: VirtualCard) -> None:
+        super().__init__(card)
+        self.steps: list[Step] = []
+
+    def send_and_receive(self, apdu: bytes) -> tuple[bytes, int]:
+        data, sw = super().send_and_receive(apdu)
+        self.steps.append(Step(apdu, data, sw))
+        return data, sw
+
+
+def scripted_session(driver: Any, card: VirtualCard, log_off: list[Step]) -> tuple[
+        ScriptedConnection, Any]:
+    """A session over a scripted connection: the opening dialogue as the virtual card gave
+    it, then ``log_off``, the steps under test, written out by hand."""
+    recording = Recording(card)
+    driver.open_session(recording, CertificateCache())
+    conn = ScriptedConnection([*recording.steps, *log_off], atr=card.atr)
+    return conn, driver.open_session(conn, CertificateCache())
+
+
+MAIN = "00A4040C10A000000077010800070000FE00000100"  # IDEMIA main application
+QSCD = "00A4040C1051534344204170706C69636174696F6E"  # IDEMIA ADF2 (PIN2 lives there)
+PKCS15 = "00A4040C0CA000000063504B43532D3135"  # Thales application
+
+
+def test_idemia_log_off_apdus_scripted(pkis: Callable[[str], OtherPki]) -> None:
+    _driver, card = two_pin_card(pkis, "EE-IDEMIA")
+    conn, session = scripted_session(idemia, card, [
+        Step(MAIN), Step("0020FF01"),  # PIN1, global
+        Step(MAIN), Step(QSCD), Step("0020FF85"),  # PIN2, in ADF2
+        Step(MAIN), Step("0020FF02"),  # PUK, global
+    ])
     session.log_off()
     conn.assert_done()
+    assert not conn.reset_on_release
+
+
+def test_idemia_log_off_refused_asks_for_a_reset(pkis: Callable[[str], OtherPki]) -> None:
+    _driver, card = two_pin_card(pkis, "EE-IDEMIA")
+    conn, session = scripted_session(idemia, card, [
+        Step(MAIN), Step("0020FF01", sw=0x6A86),
+        Step(MAIN), Step(QSCD), Step("0020FF85", sw=0x6A86),
+        Step(MAIN), Step("0020FF02", sw=0x6A86),
+    ])
+    session.log_off()
+    conn.assert_done()
+    assert conn.reset_on_release
+
+
+def test_thales_log_off_apdus_scripted(pkis: Callable[[str], OtherPki]) -> None:
+    _driver, card = two_pin_card(pkis, "EE2025-Thales")
+    refs = [pin.reference for pin in thales.PROFILES["EE2025"].pins]
+    assert refs[:2] == [0x81, 0x82]  # PIN1, PIN2 (other-cards.md 3.3)
+    conn, session = scripted_session(thales, card, [
+        Step(PKCS15), *[Step(f"0020FF{ref:02X}") for ref in refs],
+    ])
+    session.log_off()
+    conn.assert_done()
+    assert not conn.reset_on_release
 
 
 # --- the virtual cards drop the security status ----------------------------------------
