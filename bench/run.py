@@ -448,6 +448,7 @@ class Bench:
         """The same warm operations with a real card's per-APDU latency."""
         s = self.sizes
         card = self.card("1.8")
+        self.log_off = OpStats()
         with self.inserted(card, latency=REAL_CARD_LATENCY), \
                 self.agent(card, [PIN] * (2 * s.latency_ops)) as agent:
             auth, auth_cmds = await self.agent_ops(agent.url, card, "authenticate", s.latency_ops)
@@ -457,6 +458,10 @@ class Bench:
         tag = f"{REAL_CARD_LATENCY * 1000:.0f} ms/APDU"
         self.compare(f"authenticate warm, {tag}", auth, raw_auth, apdu_limit=6)
         self.compare(f"sign warm, {tag}", sign, raw_sign)
+        self.row(f"LOG OFF after each warm authenticate / sign, {tag} (after the answer; "
+                 "not in the two agent rows above)",
+                 f"{self.log_off.apdus} APDUs, done {ms(self.log_off.p50)} after the answer "
+                 f"(p50, n={len(self.log_off.times)})", "0 APDUs before the answer", None)
         overhead = auth.p50 - auth.apdus * REAL_CARD_LATENCY
         self.notes.append(
             f"With {tag}, the agent's authenticate spends {auth.apdus} × {tag} = "
