@@ -222,6 +222,22 @@ def test_typed_pin_reaches_the_caller_and_no_log(display: str, tmp_path: Path,
     assert PIN not in caplog.text
 
 
+def test_stray_enter_on_the_pin_dialog_sends_nothing(display: str, tmp_path: Path) -> None:
+    """The PIN dialog is no consent (no input delay), but Enter on an empty or short PIN
+    sends nothing; once the PIN is typed, Enter sends it."""
+    async def body(s: Session) -> None:
+        task, window = await s.open(s.ui.ask_pin(pin_request()))
+        await type_into(s.display, window, "Return", "KP_Enter", "space", "Return")
+        await type_into(s.display, window, "Return", text="12")  # too short
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        await type_into(s.display, window, "BackSpace", "BackSpace")
+        await type_into(s.display, window, "Return", text=PIN)
+        assert await asyncio.wait_for(task, 30) == PIN
+
+    run(display, tmp_path, body)
+
+
 def test_escape_cancels(display: str, tmp_path: Path) -> None:
     async def body(s: Session) -> None:
         task, window = await s.open(s.ui.ask_pin(pin_request()))
