@@ -319,3 +319,27 @@ def test_after_authenticate_another_pcsc_client_cannot_sign(pcscd: Any, vpcd: An
 
         words = _second_client_signs(reader_name, mse, encode_pin_block(PIN))
         assert words[1] == 0x9000 and (words[2] == 0x9000 or words[2] >> 8 == 0x61)
+
+
+@pytest.mark.pcsc
+def test_refused_log_off_resets_the_card_through_pcscd(pcscd: Any, vpcd: Any,
+                                                        pkis: Callable[[str], OtherPki]) -> None:
+    """A card that does not confirm VERIFY P1=FF: the PC/SC connection leaves it with
+    SCARD_RESET_CARD, and pcscd resets it (the virtual card forgets PIN1)."""
+    from agent.pcsc import connect
+
+    driver, card = two_pin_card(pkis, "EE-IDEMIA")
+    card.verify_resets_status = False  # type: ignore[attr-defined]
+    vpcd(card, slot=0)
+    connection = connect(READER_0)
+    try:
+        with connection.transaction():
+            session = driver.open_session(connection, CertificateCache())
+            digest, hash_function = auth_digest(session)
+            session.sign(KeyRole.AUTHENTICATION, digest, hash_function, card.pin_value("PIN1"))
+            session.log_off()
+        assert connection.reset_on_release
+        assert card.pins[session.pin_for(KeyRole.AUTHENTICATION).reference].verified
+    finally:
+        connection.close()
+    assert not any(pin.verified for pin in card.pins.values())  # type: ignore[attr-defined]
