@@ -20,7 +20,7 @@ import websockets
 from agent.apdu import CardChannel, SmartCardConnection
 from agent.cards import idemia, thales
 from agent.cards.base import CardSession, KeyRole
-from agent.cards.beid import CertificateCache
+from agent.cards.beid import CertificateCache, PinRequiredError
 from agent.cards.beid import open_session as beid_session
 from agent.cards.twopin import log_off_pins
 from agent.emulator.backend import VirtualBackend
@@ -30,7 +30,6 @@ from agent.emulator.idemia import make_card as make_idemia_card
 from agent.emulator.pki import Holder, TestPki, make_card_data
 from agent.emulator.pki_other import OtherPki, make_pki
 from agent.emulator.thales import make_card as make_thales_card
-from agent.errors import AgentError
 from agent.interaction_scripted import ScriptedInteraction
 from agent.policy import MachinePolicy
 from tests import core_support
@@ -185,7 +184,7 @@ def test_beid_card_forgets_the_pin_after_log_off(data18: Any) -> None:
     session.sign(KeyRole.AUTHENTICATION, digest, "SHA-384", None)  # "PIN once": still in
     session.log_off()
     assert not card.pin_verified
-    with pytest.raises(AgentError):
+    with pytest.raises(PinRequiredError):  # the card answered 6982
         session.sign(KeyRole.AUTHENTICATION, digest, "SHA-384", None)
 
 
@@ -200,7 +199,7 @@ def test_two_pin_card_forgets_the_pin_after_log_off(pkis: Callable[[str], OtherP
     session.sign(KeyRole.AUTHENTICATION, digest, hash_function, None)  # control: still in
     session.log_off()
     before = len(card.commands)
-    with pytest.raises(AgentError):
+    with pytest.raises(PinRequiredError):  # the card answered 6982
         session.sign(KeyRole.AUTHENTICATION, digest, hash_function, None)
     assert card.commands[before:]  # the card was asked, and refused
 
@@ -219,7 +218,7 @@ def test_card_without_verify_ff_is_reset_on_release(pkis: Callable[[str], OtherP
     assert connection.reset_on_release
     connection.close()  # the card is reset, as pcscd does for SCARD_RESET_CARD
     again = driver.open_session(VirtualConnection(card), CertificateCache())
-    with pytest.raises(AgentError):
+    with pytest.raises(PinRequiredError):  # the card answered 6982
         again.sign(KeyRole.AUTHENTICATION, digest, hash_function, None)
 
 
