@@ -6,7 +6,8 @@ ASCII padded to 12 bytes, and the common commands.
   data, 04 the FCP (``62``: size in ``80`` or ``81``, ``82`` descriptor, ``83`` FID), 00
   the FCI (``6F`` with the AID, for AIDs);
 * READ BINARY (answers what is left when Le runs past the end), GET RESPONSE;
-* VERIFY (``Lc`` 0: status probe), CHANGE REFERENCE DATA, RESET RETRY COUNTER (after the
+* VERIFY (``Lc`` 0: status probe; ``P1`` FF without data: back to "not verified"),
+  CHANGE REFERENCE DATA, RESET RETRY COUNTER (after the
   PUK was verified: ``P1`` 02 with the new PIN, 03 without), each on PINs that are global
   or local to a DF;
 * case-4 answers: the data with ``9000`` when Le covers it, ``61xx`` (GET RESPONSE) when
@@ -265,6 +266,11 @@ class IsoCard(VirtualCard):
         pin.verified = True
 
     def _verify(self, apdu: Apdu) -> bytes:
+        if apdu.p1 == 0xFF and not apdu.has_lc and self.verify_resets_status:
+            # ISO 7816-4: VERIFY P1=FF resets the PIN's verification status (log off).
+            self.pin_state(apdu.p2).verified = False
+            self._reset_security()
+            return sw_bytes(SW_OK)
         if apdu.p1 != 0x00:
             raise CardError(0x6A86)
         pin = self.pin_state(apdu.p2)
@@ -292,6 +298,8 @@ class IsoCard(VirtualCard):
         return sw_bytes(SW_OK)
 
     puk_changeable = True
+    # VERIFY P1=FF (log off) is understood; False: answered 6A86, as by a card without it.
+    verify_resets_status = True
 
     def _reset_retry_counter(self, apdu: Apdu) -> bytes:
         if self.puk_reference is None or apdu.p1 not in (0x02, 0x03):
