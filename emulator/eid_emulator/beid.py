@@ -558,13 +558,16 @@ class BeidCard(IsoCard):
         self._current = target
         return _sw(SW_OK)
 
+    def _current_df(self) -> Node:
+        return self.current_df()
+
     def _select_fid(self, data: bytes) -> Node:
         if len(data) != 2:
             raise CardError(0x6A87)
         fid = int.from_bytes(data, "big")
         if fid == 0x3F00:
             return self._mf
-        df = self.current_df()
+        df = self._current_df()
         if df.fid == fid:
             return df
         found = df.child(fid)
