@@ -52,6 +52,7 @@ class CountingCard(VirtualCard):
         self._lock = threading.Lock()
         self._apdus = 0
         self._bytes = 0
+        self.log: list[tuple[bytes, int]] = []  # every command and its wire bytes, in order
 
     @property
     def atr(self) -> bytes:
@@ -62,6 +63,7 @@ class CountingCard(VirtualCard):
         with self._lock:
             self._apdus += 1
             self._bytes += len(apdu) + len(response)
+            self.log.append((apdu, len(apdu) + len(response)))
         return response
 
     def power_on(self) -> None:
@@ -180,6 +182,23 @@ def raw_read_certificate(reader: str, df: int, ef: int, chunk: int = 0xFC) -> in
     finally:
         connection.close()
     return count
+
+
+LOG_OFF = bytes.fromhex("80E60000")
+GET_CARD_DATA = bytes.fromhex("80E4")
+
+
+def split_log_off(log: Sequence[tuple[bytes, int]]) -> tuple[list[tuple[bytes, int]],
+                                                              list[tuple[bytes, int]]]:
+    """One operation's commands, and the LOG OFF job the core queued after its answer (the
+    GET CARD DATA that confirms the card, then LOG OFF), told apart by what they are."""
+    for end, (command, _size) in enumerate(log):
+        if command[:4] == LOG_OFF:
+            start = end
+            if start > 0 and log[start - 1][0][:2] == GET_CARD_DATA:
+                start -= 1
+            return list(log[:start]), list(log[start:end + 1])
+    return list(log), []
 
 
 def essential_commands(commands: Sequence[bytes]) -> list[bytes]:

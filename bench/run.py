@@ -57,11 +57,13 @@ from bench.harness import (  # noqa: E402
     raw_exchange,
     raw_read_certificate,
     sample_process,
+    split_log_off,
 )
 from bench.report import Row, write_report  # noqa: E402
 from tests.agent_process import AgentProcess, free_port  # noqa: E402
 
 PORTAL = "https://portal.example"
+LOG_OFF_HEADER = bytes.fromhex("80E60000")
 PIN = "908172"
 HANG = {"hang": True}
 PKCS11_MODULE = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
@@ -122,6 +124,10 @@ class OpStats:
         return f"{ms(self.p50)} (n={len(self.times)}), {self.apdus} APDUs, {self.bytes} B"
 
 
+def _count(log: list[tuple[bytes, int]]) -> tuple[int, int]:
+    return len(log), sum(size for _command, size in log)
+
+
 class Bench:
     def __init__(self, sizes: Sizes, work: Path) -> None:
         self.sizes = sizes
@@ -131,6 +137,7 @@ class Bench:
         self.pcscd = PrivatePcscd()
         self.pki = TestPki.load_or_create(work / "pki")
         self._agents = 0
+        self.log_off = OpStats()  # answer -> LOG OFF seen at the card, and its APDUs
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -167,11 +174,22 @@ class Bench:
 
     async def timed_op(self, client: RpcClient, card: CountingCard, method: str,
                        params: dict[str, Any]) -> tuple[float, Traffic, list[bytes]]:
-        before, index = card.traffic(), len(card.inner.commands)
+        """Time to the answer, and the operation's own APDUs. The LOG OFF the agent sends
+        after an operation that used the PIN comes after the answer: it is waited for here
+        (so it never lands in the next sample) and counted apart (:attr:`log_off`)."""
+        index = len(card.log)
         start = time.perf_counter()
         checked(await client.call(method, params), method)
         elapsed = time.perf_counter() - start
-        return elapsed, card.traffic() - before, card.commands_since(index)
+        if method in ("authenticate", "sign"):
+            while not any(c[:4] == LOG_OFF_HEADER for c, _ in card.log[index:]):
+                if time.perf_counter() - start > elapsed + 5:
+                    raise RuntimeError(f"no LOG OFF after {method}")
+                await asyncio.sleep(0.0005)
+            self.log_off.add(time.perf_counter() - start - elapsed,
+                             Traffic(*_count(split_log_off(card.log[index:])[1])))
+        own, _tail = split_log_off(card.log[index:])
+        return elapsed, Traffic(*_count(own)), [c for c, _ in own]
 
     @staticmethod
     def auth_params() -> dict[str, Any]:
@@ -363,6 +381,11 @@ class Bench:
                  p50 <= 0.0005 and p99 <= 0.002)
         self.compare("authenticate warm (1.8, ES384)", auth, raw_auth, apdu_limit=WARM_APDUS)
         self.compare("sign warm (1.8, ECDSA SHA-256, key 83)", sign, raw_sign, apdu_limit=WARM_APDUS)
+        self.row("LOG OFF after each warm authenticate / sign (sent after the answer; "
+                 "the two rows above are with it on)",
+                 f"{self.log_off.apdus} APDUs after the answer (GET CARD DATA, LOG OFF), "
+                 f"at the card {ms(self.log_off.p50)} after it (p50, n={len(self.log_off.times)})",
+                 "0 APDUs before the answer", None)
         errors = sum(s.concurrent - outcomes.get("ok", 0) for _times, outcomes in bursts)
         p99s = [percentile(times, 99) for times, _outcomes in bursts]
         floor_p99s = [percentile(times, 99) for times, _outcomes in floor]
@@ -463,6 +486,7 @@ class Bench:
         """The same warm operations with a real card's per-APDU latency."""
         s = self.sizes
         card = self.card("1.8")
+        self.log_off = OpStats()
         with self.inserted(card, latency=REAL_CARD_LATENCY), \
                 self.agent(card, [PIN] * (2 * s.latency_ops)) as agent:
             auth, auth_cmds = await self.agent_ops(agent.url, card, "authenticate", s.latency_ops)
@@ -474,6 +498,10 @@ class Bench:
                      ratio_limit=LATENCY_RATIO)
         self.compare(f"sign warm, {tag}", sign, raw_sign, apdu_limit=WARM_APDUS,
                      ratio_limit=LATENCY_RATIO)
+        self.row(f"LOG OFF after each warm authenticate / sign, {tag} (after the answer; "
+                 "not in the two agent rows above)",
+                 f"{self.log_off.apdus} APDUs, done {ms(self.log_off.p50)} after the answer "
+                 f"(p50, n={len(self.log_off.times)})", "0 APDUs before the answer", None)
         overhead = auth.p50 - auth.apdus * REAL_CARD_LATENCY
         self.notes.append(
             f"With {tag}, the agent's authenticate spends {auth.apdus} × {tag} = "

@@ -126,14 +126,18 @@ class ConsoleInteraction:
 
     async def ask_consent(self, request: ConsentRequest) -> ConsentDecision:
         if request.kind is ConsentKind.IDENTITY:
-            question = f"Allow {request.origin} to read your name, address and photo?"
+            question = (f"Allow {request.origin} to read your name, date and place of birth, "
+                        "national number, address and photo?")
         elif request.kind is ConsentKind.CERTIFICATE:
             question = (
                 f"Allow {request.origin} to read your signing certificate "
                 f"(name {request.holder or '?'}, national number {request.subject_id or '?'})?"
             )
+        elif request.kind is ConsentKind.SITE:
+            question = (f"Allow {request.origin} to see that a card is inserted and whose it is, "
+                        "read your certificates (name and national number) and ask for your PIN?")
         else:
-            question = f"Allow {request.origin} to use your ID card?"
+            question = f"Allow {request.origin} to read your {request.kind.value} data?"
         self._say(question)
         answer = await self._read(self._read_line, "[o]nce, [a]lways, [N]o: ")
         answer = answer.strip().lower()

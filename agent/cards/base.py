@@ -150,3 +150,13 @@ class CardSession(Protocol):
 
     def read_identity(self, *, photo: bool = True) -> Any:
         """Identity data (card-specific dataclass with ``to_json()``), signatures checked."""
+
+    def log_off(self) -> None:
+        """Drop every verified PIN, so no other program can use the keys without a PIN.
+
+        The core calls it after each card job that sent a PIN (after the answer went to
+        the page). Belgian eID: LOG OFF ``80 E6 00 00``. IDEMIA and Thales cards: VERIFY
+        with ``P1 = FF`` for each PIN (ISO 7816-4: reset the verification status); when the
+        card does not confirm it, the driver sets the connection's ``reset_on_release`` and
+        the card is reset when the job's connection is released.
+        """

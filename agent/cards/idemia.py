@@ -50,6 +50,7 @@ from agent.cards.twopin import (
     fit_hash,
     identity_not_supported,
     known_pin,
+    log_off_pins,
     read_binary,
     transmit_signature_command,
     verify_pin_command,
@@ -341,6 +342,13 @@ class IdemiaSession:
         pin = known_pin(self.profile.pins, pin)
         change_pin_command(self.channel, pin, old, new, PIN_PAD_BYTE,
                            lambda: self._select_for_pin(pin))
+
+    def log_off(self) -> None:
+        """VERIFY ``00 20 FF <ref>`` for PIN1, PIN2 and the PUK (each in its DF); when the
+        card does not confirm all three, it is reset when the connection is released."""
+        if not log_off_pins(self.channel, self.profile.pins, self._select_for_pin):
+            self.channel.connection.reset_on_release = True
+        logger.info("logged off")
 
     # -- CardSession: signing --------------------------------------------------------
 

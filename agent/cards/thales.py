@@ -46,6 +46,7 @@ from agent.cards.twopin import (
     find_tag,
     identity_not_supported,
     known_pin,
+    log_off_pins,
     read_binary,
     transmit_signature_command,
     verify_pin_command,
@@ -297,6 +298,14 @@ class ThalesSession:
         if pin.reference == self.profile.puk.reference:
             raise NotSupportedError("the PUK of this card cannot be changed")
         change_pin_command(self.channel, pin, old, new, PIN_PAD_BYTE, self.select_application)
+
+    def log_off(self) -> None:
+        """VERIFY ``00 20 FF <ref>`` for each PIN in the application; when the card does not
+        confirm them all, it is reset when the connection is released."""
+        self.select_application()
+        if not log_off_pins(self.channel, self.profile.pins, lambda _pin: None):
+            self.channel.connection.reset_on_release = True
+        logger.info("logged off")
 
     # -- signing ---------------------------------------------------------------------
 

@@ -117,6 +117,23 @@ def transmit_pin_command(
     return channel.transmit(encode_apdu(0x00, ins, 0x00, pin.reference, body))
 
 
+def log_off_pins(
+    channel: CardChannel, pins: tuple[PinInfo, ...], select: Callable[[PinInfo], None]
+) -> bool:
+    """VERIFY ``00 20 FF <ref>`` (no data) for each PIN, in its DF: ISO 7816-4 sets the
+    PIN's verification status back to "not verified". True when the card confirmed every
+    one with 9000; False otherwise (the caller then has the card reset instead).
+    """
+    confirmed = True
+    for pin in pins:
+        select(pin)
+        _data, sw = channel.transmit(encode_apdu(0x00, INS_VERIFY, 0xFF, pin.reference))
+        if sw != StatusWord.OK:
+            logger.info("%s: VERIFY P1=FF answered %04X", pin.name, sw)
+            confirmed = False
+    return confirmed
+
+
 def known_pin(pins: tuple[PinInfo, ...], pin: PinInfo) -> PinInfo:
     """The card's own description of the PIN with ``pin``'s reference.
 

@@ -122,6 +122,7 @@ class CardBook:
         self._cards: dict[str, CardState] = {}
         self._epochs: dict[str, int] = {}  # reader -> count of its card changes
         self._reader_change = asyncio.Event()  # set (and replaced) after each handled event
+        self._log_offs: set[asyncio.Task[None]] = set()  # LOG OFF jobs queued after PIN use
 
     # -- what is known ---------------------------------------------------------------------
 
@@ -256,6 +257,32 @@ class CardBook:
             state.seen(info, resume)
         return info, result
 
+    # -- LOG OFF after every PIN use (issue 13) ---------------------------------------------
+
+    def log_off_after_pin(self, reader: str, serial: str) -> None:
+        """Queue ``session.log_off()`` on ``reader`` after a card job that sent a PIN.
+
+        A follow-up card job, started as a task: it runs once the current task has handed
+        the answer on (the page gets it first, the card is logged off meanwhile on the
+        PC/SC worker), so it costs the user no time; the next job on the reader comes after
+        it. ``serial``: only that card is logged off (a removed card is logged off already).
+        Failures are logged, never raised: the answer has gone.
+        """
+
+        async def log_off() -> None:
+            try:
+                await self.card_job(reader, _log_off, expect_serial=serial)
+            except Exception as exc:  # noqa: BLE001 - nobody waits for this job
+                logger.info("no LOG OFF on %r: %s", reader, exc)
+
+        task = asyncio.get_running_loop().create_task(log_off(), name=f"log-off {reader}")
+        self._log_offs.add(task)
+        task.add_done_callback(self._log_offs.discard)
+
+    async def log_offs_done(self) -> None:
+        """Wait for the LOG OFF jobs queued so far (on stop: the cards are logged off first)."""
+        await asyncio.gather(*self._log_offs, return_exceptions=True)
+
     async def card_certificate(
         self, reader: str, role: KeyRole
     ) -> tuple[CardInfo, bytes | None, list[SignatureAlgorithm]]:
@@ -292,3 +319,7 @@ def _read_certificate(
 
 def _nothing(session: CardSession) -> None:
     return None
+
+
+def _log_off(session: CardSession) -> None:
+    session.log_off()

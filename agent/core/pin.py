@@ -7,6 +7,8 @@ the PIN; after a wrong PIN it asks again, showing the tries left. Each attempt i
 the user typed for this request: the core never retries by itself, and a PIN is handed
 straight to one card job (a ``functools.partial`` of a module function), kept nowhere.
 
+After every job that sent a PIN, the card book queues LOG OFF on that card (issue 13).
+
 When the tries shown came from memory, the job first checks the card has at least those
 (:func:`confirm_pin_status`): if another program spent a try meanwhile, nothing is sent
 and the user is asked again with the card's count.
@@ -216,16 +218,13 @@ class PinDesk:
                 _verify_job, plan.pin, confirm, request.tries_left, action, PINPAD
             )
             async with self.interaction.pinpad_notice(request):
-                return await self.book.card_job(
-                    plan.reader, job, expect_serial=plan.info.serial
-                )
+                return await self._pin_job(plan, job)
         entry = await self.waiter.while_card_present(
             plan.reader, plan.epoch, ask_user(self.interaction.ask_pin(request), timeout)
         )
-        return await self.book.card_job(
-            plan.reader,
+        return await self._pin_job(
+            plan,
             functools.partial(_verify_job, plan.pin, confirm, request.tries_left, action, entry),
-            expect_serial=plan.info.serial,
         )
 
     async def _change_once(
@@ -237,16 +236,27 @@ class PinDesk:
                 _change_job, plan.pin, confirm, request.tries_left, PINPAD, None
             )
             async with self.interaction.pinpad_notice(request):
-                await self.book.card_job(plan.reader, job, expect_serial=plan.info.serial)
+                await self._pin_job(plan, job)
             return
         old, new = await self.waiter.while_card_present(
             plan.reader, plan.epoch, ask_user(self.interaction.ask_pin_change(request), timeout)
         )
-        await self.book.card_job(
-            plan.reader,
-            functools.partial(_change_job, plan.pin, confirm, request.tries_left, old, new),
-            expect_serial=plan.info.serial,
+        await self._pin_job(
+            plan, functools.partial(_change_job, plan.pin, confirm, request.tries_left, old, new)
         )
+
+    async def _pin_job(self, plan: PinPlan, job: Callable[[CardSession], T]) -> T:
+        """Run a card job that sends a PIN on the card of ``plan``; then queue LOG OFF
+        (issue 13) whatever its end, unless nothing was sent (the PIN status had changed)."""
+        sent = True
+        try:
+            return await self.book.card_job(plan.reader, job, expect_serial=plan.info.serial)
+        except PinStatusChanged:
+            sent = False
+            raise
+        finally:
+            if sent:
+                self.book.log_off_after_pin(plan.reader, plan.info.serial)
 
     def _blocked(self, plan: PinPlan) -> PinBlockedError:
         self._on_blocked(plan.reader, plan.pin.name)

@@ -120,6 +120,7 @@ class AgentService:
         """Close every client session and release the readers."""
         for session in list(self._sessions):
             await session.close()
+        await self.cards.log_offs_done()  # cards logged off first
         if self._event_task is not None:
             self._event_task.cancel()
             await asyncio.gather(self._event_task, return_exceptions=True)

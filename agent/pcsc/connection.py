@@ -239,7 +239,12 @@ class PcscConnection(SmartCardConnection):
     def close(self) -> None:
         card, self._card = self._card, None
         if card is not None:
-            scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
+            # LEAVE by default: a reset after every job would cost each next job its
+            # applet selection and break other programs' sessions on the card. The PIN
+            # status is dropped by the driver's log_off(); a driver whose card would not
+            # confirm that asks for the reset (reset_on_release).
+            disposition = scard.SCARD_RESET_CARD if self.reset_on_release else scard.SCARD_LEAVE_CARD
+            scard.SCardDisconnect(card, disposition)
         if self._own_context:
             self._context.release()
 

@@ -143,6 +143,9 @@ class SmartCardConnection(abc.ABC):
     reader: str = ""
     # Reader PIN-pad control codes (agent.smartcard.backend.PinPadFeatures), or None.
     pinpad: object | None = None
+    # Set by a driver whose card could not drop its PIN status by command (log_off): the
+    # connection then resets the card when it is released (PC/SC: SCARD_RESET_CARD).
+    reset_on_release: bool = False
 
     @abc.abstractmethod
     def send_and_receive(self, apdu: bytes) -> tuple[bytes, int]:

@@ -63,4 +63,6 @@ class VirtualConnection(SmartCardConnection):
             return data, sw
 
     def close(self) -> None:
+        if self.reset_on_release and not self._closed and not self.removed:
+            self.card.reset()  # as pcscd does for SCARD_RESET_CARD
         self._closed = True

@@ -25,17 +25,20 @@ from __future__ import annotations
 
 import enum
 import logging
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from agent.smartcard.tlv import encode_ber
-from eid_emulator.base import VirtualCard
-from eid_emulator.vpcd import REMOVE
+from eid_emulator.iso7816 import SW_OK, Apdu, CardError, CardFaults, FaultAction, FaultRule, Node
+from eid_emulator.iso7816 import sw_bytes as _sw
+from eid_emulator.iso_card import IsoCard
+from eid_emulator.signing import DIGEST_INFO_PREFIX, PrivateKey, ecdsa_raw
+from eid_emulator.signing import EC_PREHASH as _EC_PREHASH
+from eid_emulator.signing import rsa_pkcs1_raw as _rsa_pkcs1_raw
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +52,14 @@ __all__ = [
     "AppletProfile",
     "BeidCard",
     "BeidCardData",
+    "CardError",
     "CardFaults",
     "FaultAction",
     "FaultRule",
+    "PrivateKey",
     "build_files",
     "data_signature_file",
+    "ecdsa_raw",
     "pin_block",
 ]
 
@@ -71,18 +77,6 @@ INTERNAL_AUTH_LIMIT = 5000
 # then zero padding. The length is not given in the sources; 104 is the longest DER
 # encoding of a P-384 signature.
 EC_SIGNATURE_FILE_SIZE = 104
-
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-SW_OK = 0x9000
-
-
-class CardError(Exception):
-    """Internal: a command ends with this status word."""
-
-    def __init__(self, sw: int) -> None:
-        super().__init__(f"{sw:04X}")
-        self.sw = sw
 
 
 # --------------------------------------------------------------------------- card data
@@ -296,25 +290,6 @@ class Algorithm:
         return len(dtbs) in self.dtbs_lengths
 
 
-DIGEST_INFO_PREFIX = {
-    "sha1": bytes.fromhex("3021300906052B0E03021A05000414"),
-    "md5": bytes.fromhex("3020300C06082A864886F70D020505000410"),
-    "sha256": bytes.fromhex("3031300D060960864801650304020105000420"),
-}
-
-
-def _rsa_pkcs1_raw(key: PrivateKey, digest_info: bytes) -> bytes:
-    """RSASSA-PKCS1-v1_5 over a caller-built DigestInfo (EMSA padding done here)."""
-    assert isinstance(key, rsa.RSAPrivateKey)
-    k = (key.key_size + 7) // 8
-    if len(digest_info) > k - 11:
-        raise CardError(0x6700)
-    em = b"\x00\x01" + b"\xff" * (k - 3 - len(digest_info)) + b"\x00" + digest_info
-    numbers = key.private_numbers()
-    n = numbers.public_numbers.n
-    return pow(int.from_bytes(em, "big"), numbers.d, n).to_bytes(k, "big")
-
-
 def _rsa_pkcs1_hash(name: str) -> Callable[[PrivateKey, bytes], bytes]:
     prefix = DIGEST_INFO_PREFIX[name]
     return lambda key, digest: _rsa_pkcs1_raw(key, prefix + digest)
@@ -327,25 +302,6 @@ def _rsa_pss(hash_alg: hashes.HashAlgorithm) -> Callable[[PrivateKey, bytes], by
         return key.sign(digest, pss, Prehashed(hash_alg))
 
     return sign
-
-
-# For ECDSA only the digest bytes matter; pick a hash of that length for Prehashed.
-_EC_PREHASH: Mapping[int, hashes.HashAlgorithm] = {
-    20: hashes.SHA1(),  # noqa: S303 - only tells Prehashed the digest size
-    28: hashes.SHA224(),
-    32: hashes.SHA256(),
-    48: hashes.SHA384(),
-    64: hashes.SHA512(),
-}
-
-
-def ecdsa_raw(key: PrivateKey, digest: bytes) -> bytes:
-    """ECDSA over a precomputed digest, as raw ``r || s`` (TR-03111), like the card."""
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    der = key.sign(digest, ec.ECDSA(Prehashed(_EC_PREHASH[len(digest)])))
-    r, s = decode_dss_signature(der)
-    size = (key.curve.key_size + 7) // 8
-    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
 RSA_ALGORITHMS: Mapping[int, Algorithm] = {
@@ -432,34 +388,6 @@ PROFILES: Mapping[str, AppletProfile] = {
 # --------------------------------------------------------------------------- file system
 
 
-@dataclass
-class Node:
-    """A DF or EF of the card's file tree."""
-
-    fid: int
-    content: bytes | None = None  # None for a DF
-    aid: bytes | None = None
-    children: list[Node] = field(default_factory=list)
-    parent: Node | None = None
-
-    @property
-    def is_df(self) -> bool:
-        return self.content is None
-
-    def add(self, child: Node) -> Node:
-        child.parent = self
-        self.children.append(child)
-        return child
-
-    def child(self, fid: int) -> Node | None:
-        return next((c for c in self.children if c.fid == fid), None)
-
-    def walk(self) -> Iterator[Node]:
-        yield self
-        for c in self.children:
-            yield from c.walk()
-
-
 def _pad(content: bytes, size: int) -> bytes:
     return content + bytes(max(0, size - len(content)))
 
@@ -523,118 +451,7 @@ def _build_tree(files: Mapping[tuple[int, ...], bytes]) -> Node:
     return mf
 
 
-# --------------------------------------------------------------------------- faults
-
-
-class FaultAction(enum.Enum):
-    STATUS = "status"  # answer a given status word (no data)
-    GARBLE = "garble"  # answer meaningless bytes
-    REMOVE = "remove"  # the card leaves the reader
-
-
-@dataclass
-class FaultRule:
-    action: FaultAction
-    count: int = 1
-    ins: int | None = None  # only commands with this INS (None: any command)
-    sw: int = 0x6F00
-    payload: bytes = b"\xde\xad\xbe\xef\x13"
-
-
-class CardFaults:
-    """Faults to inject, consumed in order by the commands they match.
-
-    In-process (``VirtualConnection``) a REMOVE fault answers nothing, which the
-    connection reports as a removed card. Through vpcd, install :meth:`vpcd_hook` as
-    ``VpcdCard.fault_hook`` so that REMOVE really pulls the card out of the reader.
-    """
-
-    def __init__(self) -> None:
-        self._rules: list[FaultRule] = []
-        self._lock = threading.Lock()
-
-    def fail_next(self, sw: int, count: int = 1, ins: int | None = None) -> None:
-        self._add(FaultRule(FaultAction.STATUS, count, ins, sw=sw))
-
-    def garble_next(self, count: int = 1, ins: int | None = None,
-                    payload: bytes = b"\xde\xad\xbe\xef\x13") -> None:
-        self._add(FaultRule(FaultAction.GARBLE, count, ins, payload=payload))
-
-    def remove_next(self, ins: int | None = None) -> None:
-        self._add(FaultRule(FaultAction.REMOVE, 1, ins))
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
-
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return sum(r.count for r in self._rules)
-
-    def _add(self, rule: FaultRule) -> None:
-        if rule.count < 1:
-            raise ValueError("count must be at least 1")
-        with self._lock:
-            self._rules.append(rule)
-
-    def take(self, apdu: bytes) -> FaultRule | None:
-        """The first rule matching this command, consuming one use of it."""
-        ins = apdu[1] if len(apdu) > 1 else None
-        with self._lock:
-            for rule in self._rules:
-                if rule.ins is None or rule.ins == ins:
-                    rule.count -= 1
-                    if rule.count == 0:
-                        self._rules.remove(rule)
-                    return rule
-        return None
-
-    def answer(self, rule: FaultRule) -> bytes | object:
-        if rule.action is FaultAction.STATUS:
-            return rule.sw.to_bytes(2, "big")
-        if rule.action is FaultAction.GARBLE:
-            return rule.payload
-        return REMOVE
-
-    def vpcd_hook(self, apdu: bytes) -> bytes | object | None:
-        """A ``VpcdCard.fault_hook``."""
-        rule = self.take(apdu)
-        return None if rule is None else self.answer(rule)
-
-
 # --------------------------------------------------------------------------- the card
-
-
-def _sw(sw: int) -> bytes:
-    return sw.to_bytes(2, "big")
-
-
-@dataclass(frozen=True)
-class Apdu:
-    cla: int
-    ins: int
-    p1: int
-    p2: int
-    data: bytes
-    le: int | None  # None: absent; 256 for 00
-    has_lc: bool
-
-    @classmethod
-    def parse(cls, raw: bytes) -> Apdu:
-        if len(raw) < 4:
-            raise CardError(0x6700)
-        cla, ins, p1, p2 = raw[:4]
-        body = raw[4:]
-        if not body:
-            return cls(cla, ins, p1, p2, b"", None, False)
-        if len(body) == 1:
-            return cls(cla, ins, p1, p2, b"", body[0] or 256, False)
-        lc = body[0]
-        if lc == 0 or len(body) not in (1 + lc, 2 + lc):
-            raise CardError(0x6700)
-        le = body[1 + lc] or 256 if len(body) == 2 + lc else None
-        return cls(cla, ins, p1, p2, body[1 : 1 + lc], le, True)
 
 
 INS_SELECT = 0xA4
@@ -653,7 +470,7 @@ INS_GET_RESPONSE = 0xC0
 _NONREP_FORBIDDEN_BETWEEN = frozenset({INS_VERIFY, INS_PSO, INS_LOG_OFF, INS_CHANGE})
 
 
-class BeidCard(VirtualCard):
+class BeidCard(IsoCard):
     """A Belgian eID card with applet 1.7 or 1.8 (see the module docstring).
 
     Attributes a test may look at: :attr:`faults`, :attr:`tries_left`, :attr:`commands`
@@ -669,14 +486,11 @@ class BeidCard(VirtualCard):
         self.data = data
         self._check_keys()
         self.files = build_files(self.profile, data)
-        self._mf = _build_tree(self.files)
-        self.faults = CardFaults()
-        self.commands: list[bytes] = []
-        self._lock = threading.RLock()
         self._pin = data.pin
         self.tries_left = PIN_MAX_TRIES
         self.internal_auth_count = 0
-        self._handlers: dict[int, tuple[int, Callable[[Apdu], bytes]]] = {
+        super().__init__(self.profile.atr, _build_tree(self.files))
+        self._handlers = {
             INS_SELECT: (0x00, self._select),
             INS_READ_BINARY: (0x00, self._read_binary),
             INS_GET_RESPONSE: (0x00, self._get_response),
@@ -691,20 +505,13 @@ class BeidCard(VirtualCard):
             self._handlers[INS_READ_RECORD] = (0x80, self._read_record)
         if self.profile.has_internal_authenticate:
             self._handlers[INS_INTERNAL_AUTH] = (0x00, self._internal_authenticate)
-        self.reset()
 
     # ---- state
 
-    def reset(self) -> None:
-        self._current: Node = self._mf
+    def _reset_security(self) -> None:
         self._verified = False
         self._since_verify: list[int] = []  # INS of commands after the last good VERIFY
         self._se: tuple[int, int] | None = None  # (algorithm, key reference)
-        self._pending = b""
-
-    @property
-    def atr(self) -> bytes:
-        return self.profile.atr
 
     @property
     def pin_verified(self) -> bool:
@@ -722,38 +529,13 @@ class BeidCard(VirtualCard):
         self._verified = False
         self._since_verify = []
 
-    # ---- dispatch
+    # ---- dispatch (the loop, faults and the command log: IsoCard)
 
-    def process(self, apdu: bytes) -> bytes:
-        with self._lock:
-            self.commands.append(apdu)
-            rule = self.faults.take(apdu)
-            if rule is not None:
-                answer = self.faults.answer(rule)
-                return answer if isinstance(answer, bytes) else b""
-            try:
-                response = self._dispatch(apdu)
-            except CardError as exc:
-                response = _sw(exc.sw)
-            return response
+    classes = frozenset({0x00, 0x80})
 
-    def _dispatch(self, raw: bytes) -> bytes:
-        if len(raw) < 4:
-            raise CardError(0x6700)
-        cla, ins = raw[0], raw[1]
-        if ins != INS_GET_RESPONSE:
-            self._pending = b""
+    def _note(self, ins: int) -> None:
         # Counted for the "PIN just before" rule; a successful VERIFY empties the list.
         self._since_verify.append(ins)
-        if cla not in (0x00, 0x80):
-            raise CardError(0x6E00)
-        handler = self._handlers.get(ins)
-        if handler is None:
-            raise CardError(0x6D00)
-        expected_cla, fn = handler
-        if cla != expected_cla:
-            raise CardError(0x6E00)
-        return fn(Apdu.parse(raw))
 
     def _respond(self, data: bytes) -> bytes:
         """Data for a case-4 command: ``61xx`` and the data kept for GET RESPONSE."""
@@ -777,8 +559,7 @@ class BeidCard(VirtualCard):
         return _sw(SW_OK)
 
     def _current_df(self) -> Node:
-        node = self._current
-        return node if node.is_df else node.parent or self._mf
+        return self.current_df()
 
     def _select_fid(self, data: bytes) -> Node:
         if len(data) != 2:

@@ -29,9 +29,9 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agent.smartcard.tlv import encode_ber
-from eid_emulator.beid import DIGEST_INFO_PREFIX, _rsa_pkcs1_raw, ecdsa_raw
-from eid_emulator.iso_card import Apdu, CardError, IsoCard, Node, PinState, sw_bytes
+from eid_emulator.iso_card import Apdu, CardError, IsoPinCard, Node, PinState, sw_bytes
 from eid_emulator.pki_other import HolderKeys, OtherPki, document_number
+from eid_emulator.signing import DIGEST_INFO_PREFIX, ecdsa_raw, rsa_pkcs1_raw
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _pkcs15_files(cert_fid: int, key_ref: int, rsa_key: bool, label: str) -> lis
     return [Node(0x5031, content=od), Node(0x7005, content=cdf), Node(0x7001, content=prkdf)]
 
 
-class IdemiaCard(IsoCard):
+class IdemiaCard(IsoPinCard):
     """The virtual IAS-ECC card (see the module docstring)."""
 
     def __init__(self, profile: str, data: IdemiaCardData) -> None:
@@ -132,10 +132,10 @@ class IdemiaCard(IsoCard):
         }
         super().__init__(self.profile.atr, mf, pins, pad=0xFF, puk_reference=PUK_REF)
         self._handlers.update({
-            0xCB: self._get_data,
-            0x22: self._mse_set,
-            0x88: self._internal_authenticate,
-            0x2A: self._pso,
+            0xCB: (0x00, self._get_data),
+            0x22: (0x00, self._mse_set),
+            0x88: (0x00, self._internal_authenticate),
+            0x2A: (0x00, self._pso),
         })
 
     def _reset_security(self) -> None:
@@ -196,7 +196,7 @@ class IdemiaCard(IsoCard):
             if len(data) != 32:
                 raise CardError(0x6700)
             data = DIGEST_INFO_PREFIX["sha256"] + data
-        return _rsa_pkcs1_raw(key, data)
+        return rsa_pkcs1_raw(key, data)
 
     def _internal_authenticate(self, apdu: Apdu) -> bytes:
         if (apdu.p1, apdu.p2) != (0x00, 0x00):

@@ -1,12 +1,23 @@
-"""What the virtual IDEMIA and Thales cards share: an ISO 7816-4 file system, PINs as
-ASCII padded to 12 bytes, and the common commands.
+"""The generic ISO 7816 card every virtual card is built on, and its ISO 7816-4 variant.
+
+:class:`IsoCard` (the base of the Belgian, IDEMIA and Thales cards): the ATR, a file tree
+and the current file, the command log (:attr:`IsoCard.commands`), injected faults
+(:attr:`IsoCard.faults`, see :class:`~eid_emulator.iso7816.CardFaults`) and the dispatch
+loop: every command is logged, may meet a fault, is checked (length ``6700``, class
+``6E00``, instruction ``6D00``) and handed to the handler registered for its INS; a
+:class:`~eid_emulator.iso7816.CardError` becomes its status word. Data kept for GET
+RESPONSE is dropped by any other command.
+
+:class:`IsoPinCard` (IDEMIA and Thales): PINs as ASCII padded to 12 bytes, and these
+ISO 7816-4 commands:
 
 * SELECT: ``P1`` 00 (MF), 01 (DF under the current DF), 02 (EF under the current DF),
   04 (by AID), 08 (path from the MF), 09 (path from the current DF); ``P2`` 0C answers no
   data, 04 the FCP (``62``: size in ``80`` or ``81``, ``82`` descriptor, ``83`` FID), 00
   the FCI (``6F`` with the AID, for AIDs);
 * READ BINARY (answers what is left when Le runs past the end), GET RESPONSE;
-* VERIFY (``Lc`` 0: status probe), CHANGE REFERENCE DATA, RESET RETRY COUNTER (after the
+* VERIFY (``Lc`` 0: status probe; ``P1`` FF without data: back to "not verified"),
+  CHANGE REFERENCE DATA, RESET RETRY COUNTER (after the
   PUK was verified: ``P1`` 02 with the new PIN, 03 without), each on PINs that are global
   or local to a DF;
 * case-4 answers: the data with ``9000`` when Le covers it, ``61xx`` (GET RESPONSE) when
@@ -23,13 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from eid_emulator.base import VirtualCard
-from eid_emulator.beid import Apdu, CardError, CardFaults, Node
+from eid_emulator.iso7816 import SW_OK, Apdu, CardError, CardFaults, Node, sw_bytes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IsoCard", "PinState", "CardError", "Apdu", "Node", "sw_bytes"]
+__all__ = ["IsoCard", "IsoPinCard", "PinState", "CardError", "Apdu", "Node", "sw_bytes"]
 
-SW_OK = 0x9000
 INS_SELECT = 0xA4
 INS_READ_BINARY = 0xB0
 INS_GET_RESPONSE = 0xC0
@@ -37,9 +47,98 @@ INS_VERIFY = 0x20
 INS_CHANGE = 0x24
 INS_RESET_RETRY_COUNTER = 0x2C
 
+Handler = Callable[[Apdu], bytes]
 
-def sw_bytes(sw: int) -> bytes:
-    return sw.to_bytes(2, "big")
+
+class IsoCard(VirtualCard):
+    """The generic ISO 7816 card: files, command log, faults, dispatch (module docstring).
+
+    Subclasses register their commands in :attr:`_handlers` (INS -> (CLA, handler)) and
+    may hook :meth:`_note` (every command that passed the length check) and
+    :meth:`_reset_security` (reset: the card forgets what was verified).
+    """
+
+    classes: frozenset[int] = frozenset({0x00})  # the CLA bytes the card answers at all
+
+    def __init__(self, atr: bytes, mf: Node) -> None:
+        self._atr = atr
+        self._mf = mf
+        self.faults = CardFaults()
+        self.commands: list[bytes] = []
+        self._lock = threading.RLock()
+        self._handlers: dict[int, tuple[int, Handler]] = {}
+        self.reset()
+
+    @property
+    def atr(self) -> bytes:
+        return self._atr
+
+    def reset(self) -> None:
+        self._current: Node = self._mf
+        self._pending = b""
+        self._reset_security()
+
+    def _reset_security(self) -> None:  # noqa: B027 - optional hook
+        """Subclasses forget their security state here."""
+
+    def _note(self, ins: int) -> None:  # noqa: B027 - optional hook
+        """Every command (after the length check), before its class is checked."""
+
+    # ---- dispatch
+
+    def process(self, apdu: bytes) -> bytes:
+        with self._lock:
+            self.commands.append(apdu)
+            rule = self.faults.take(apdu)
+            if rule is not None:
+                answer = self.faults.answer(rule)
+                return answer if isinstance(answer, bytes) else b""
+            try:
+                return self._dispatch(apdu)
+            except CardError as exc:
+                return sw_bytes(exc.sw)
+
+    def _dispatch(self, raw: bytes) -> bytes:
+        if len(raw) < 4:
+            raise CardError(0x6700)
+        cla, ins = raw[0], raw[1]
+        if ins != INS_GET_RESPONSE:
+            self._pending = b""
+        self._note(ins)
+        if cla not in self.classes:
+            raise CardError(0x6E00)
+        handler = self._handlers.get(ins)
+        if handler is None:
+            raise CardError(0x6D00)
+        expected_cla, fn = handler
+        if cla != expected_cla:
+            raise CardError(0x6E00)
+        return fn(Apdu.parse(raw))
+
+    def respond(self, data: bytes, le: int | None) -> bytes:
+        """A case-4 answer: the data with ``9000`` when Le covers it, ``61xx`` (GET
+        RESPONSE) when no Le was sent, ``6Cxx`` when Le is too short."""
+        if le is None:
+            self._pending = data
+            return sw_bytes(0x6100 | (min(len(data), 256) & 0xFF))
+        if le < len(data) and le != 256:
+            raise CardError(0x6C00 | (len(data) & 0xFF))
+        return data + sw_bytes(SW_OK)
+
+    # ---- files
+
+    def current_df(self) -> Node:
+        node = self._current
+        return node if node.is_df else node.parent or self._mf
+
+    def in_df(self, fid: int) -> bool:
+        """Is the current DF ``fid`` (or below it)?"""
+        node: Node | None = self.current_df()
+        while node is not None:
+            if node.fid == fid:
+                return True
+            node = node.parent
+        return False
 
 
 @dataclass
@@ -64,91 +163,32 @@ class PinState:
         return self.tries == 0
 
 
-class IsoCard(VirtualCard):
-    """An ISO 7816-4 card with a file tree and PINs; see the module docstring."""
+class IsoPinCard(IsoCard):
+    """An ISO 7816-4 card with PINs padded to 12 bytes (IDEMIA, Thales): module docstring."""
 
     size_tag = 0x80
 
     def __init__(self, atr: bytes, mf: Node, pins: dict[int, PinState], pad: int,
                  puk_reference: int | None) -> None:
-        self._atr = atr
-        self._mf = mf
         self.pins = pins
         self.pad = pad
         self.puk_reference = puk_reference
-        self.faults = CardFaults()
-        self.commands: list[bytes] = []
-        self._lock = threading.RLock()
-        self._handlers: dict[int, Callable[[Apdu], bytes]] = {
-            INS_SELECT: self._select,
-            INS_READ_BINARY: self._read_binary,
-            INS_GET_RESPONSE: self._get_response,
-            INS_VERIFY: self._verify,
-            INS_CHANGE: self._change,
-            INS_RESET_RETRY_COUNTER: self._reset_retry_counter,
-        }
-        self.reset()
-
-    @property
-    def atr(self) -> bytes:
-        return self._atr
+        super().__init__(atr, mf)
+        self._handlers.update({
+            INS_SELECT: (0x00, self._select),
+            INS_READ_BINARY: (0x00, self._read_binary),
+            INS_GET_RESPONSE: (0x00, self._get_response),
+            INS_VERIFY: (0x00, self._verify),
+            INS_CHANGE: (0x00, self._change),
+            INS_RESET_RETRY_COUNTER: (0x00, self._reset_retry_counter),
+        })
 
     def reset(self) -> None:
-        self._current: Node = self._mf
-        self._pending = b""
         for pin in self.pins.values():
             pin.verified = False
-        self._reset_security()
-
-    def _reset_security(self) -> None:  # noqa: B027 - optional hook
-        """Subclasses forget their security environment here."""
-
-    # ---- dispatch
-
-    def process(self, apdu: bytes) -> bytes:
-        with self._lock:
-            self.commands.append(apdu)
-            rule = self.faults.take(apdu)
-            if rule is not None:
-                answer = self.faults.answer(rule)
-                return answer if isinstance(answer, bytes) else b""
-            try:
-                if len(apdu) < 4:
-                    raise CardError(0x6700)
-                if apdu[1] != INS_GET_RESPONSE:
-                    self._pending = b""
-                if apdu[0] != 0x00:
-                    raise CardError(0x6E00)
-                handler = self._handlers.get(apdu[1])
-                if handler is None:
-                    raise CardError(0x6D00)
-                return handler(Apdu.parse(apdu))
-            except CardError as exc:
-                return sw_bytes(exc.sw)
-
-    def respond(self, data: bytes, le: int | None) -> bytes:
-        """A case-4 answer (see the module docstring)."""
-        if le is None:
-            self._pending = data
-            return sw_bytes(0x6100 | (min(len(data), 256) & 0xFF))
-        if le < len(data) and le != 256:
-            raise CardError(0x6C00 | (len(data) & 0xFF))
-        return data + sw_bytes(SW_OK)
+        super().reset()
 
     # ---- files
-
-    def current_df(self) -> Node:
-        node = self._current
-        return node if node.is_df else node.parent or self._mf
-
-    def in_df(self, fid: int) -> bool:
-        """Is the current DF ``fid`` (or below it)?"""
-        node: Node | None = self.current_df()
-        while node is not None:
-            if node.fid == fid:
-                return True
-            node = node.parent
-        return False
 
     def _walk(self, start: Node, data: bytes) -> Node:
         if not data or len(data) % 2:
@@ -265,6 +305,11 @@ class IsoCard(VirtualCard):
         pin.verified = True
 
     def _verify(self, apdu: Apdu) -> bytes:
+        if apdu.p1 == 0xFF and not apdu.has_lc and self.verify_resets_status:
+            # ISO 7816-4: VERIFY P1=FF resets the PIN's verification status (log off).
+            self.pin_state(apdu.p2).verified = False
+            self._reset_security()
+            return sw_bytes(SW_OK)
         if apdu.p1 != 0x00:
             raise CardError(0x6A86)
         pin = self.pin_state(apdu.p2)
@@ -292,6 +337,8 @@ class IsoCard(VirtualCard):
         return sw_bytes(SW_OK)
 
     puk_changeable = True
+    # VERIFY P1=FF (log off) is understood; False: answered 6A86, as by a card without it.
+    verify_resets_status = True
 
     def _reset_retry_counter(self, apdu: Apdu) -> bytes:
         if self.puk_reference is None or apdu.p1 not in (0x02, 0x03):

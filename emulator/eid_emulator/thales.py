@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from eid_emulator.beid import ecdsa_raw
-from eid_emulator.iso_card import Apdu, CardError, IsoCard, Node, PinState, sw_bytes
+from eid_emulator.iso_card import Apdu, CardError, IsoPinCard, Node, PinState, sw_bytes
 from eid_emulator.pki_other import HolderKeys, OtherPki, document_number
+from eid_emulator.signing import ecdsa_raw
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _token_info(serial: str) -> bytes:
     return _tlv(b"\x30", body)
 
 
-class ThalesCard(IsoCard):
+class ThalesCard(IsoPinCard):
     """The virtual Thales card (see the module docstring)."""
 
     def __init__(self, profile: str, data: ThalesCardData) -> None:
@@ -115,7 +115,9 @@ class ThalesCard(IsoCard):
             p.refs[2]: PinState("PUK", data.puk, p.max_tries, p.pin_min[2]),
         }
         super().__init__(p.atr, mf, pins, pad=0x00, puk_reference=p.refs[2])
-        self._handlers.update({0xCB: self._get_data, 0x22: self._mse_set, 0x2A: self._pso})
+        self._handlers.update(
+            {0xCB: (0x00, self._get_data), 0x22: (0x00, self._mse_set), 0x2A: (0x00, self._pso)}
+        )
 
     def _reset_security(self) -> None:
         self._se: tuple[int, int] | None = None  # (algorithm, key)

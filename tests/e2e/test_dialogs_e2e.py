@@ -26,7 +26,13 @@ from tests.core_support import (  # noqa: F401 - fixtures
     user_env,
     verify_token,
 )
-from tests.e2e.test_dialogs_xvfb import display, pytestmark, type_into, visible_window  # noqa: F401
+from tests.e2e.test_dialogs_xvfb import (  # noqa: F401
+    display,
+    past_input_delay,
+    pytestmark,
+    type_into,
+    visible_window,
+)
 from tray.interaction import DialogInteraction
 
 PIN = "1234"  # the virtual card's PIN
@@ -67,7 +73,9 @@ def test_pin_typed_in_the_dialog_reaches_the_virtual_card(
             task = asyncio.ensure_future(service.open_client(ORIGIN).authenticate(NONCE))
             consent = await visible_window(display, ui)
             seen = len(card.commands)  # the core identified the card when it was inserted
-            await type_into(display, consent, "Return")  # "Allow once" has the focus
+            await type_into(display, consent, "Return")  # too early: ignored
+            await past_input_delay(display, consent)
+            await type_into(display, consent, "Tab", "Return")  # Deny has the focus; Tab to "Allow once"
             pin_window = await next_window(display, ui, consent)
             assert not pin_verifies(card.commands[seen:])  # no PIN sent yet
             await type_into(display, pin_window, "Return", text=PIN)

@@ -34,6 +34,7 @@ from agent.core.interaction import (
     PinRequest,
 )
 from agent.errors import UserCancelledError
+from tray.dialogs.widgets import INPUT_DELAY_MS
 from tray.i18n import LANGUAGES
 from tray.interaction import DialogInteraction
 
@@ -109,6 +110,25 @@ async def type_into(display: str, window: str, *keys: str, text: str | None = No
         await asyncio.to_thread(xdotool, display, "type", "--delay", "40", text)
     if keys:
         await asyncio.to_thread(xdotool, display, "key", "--delay", "60", *keys)
+
+
+async def past_input_delay(display: str, window: str) -> None:
+    """Focus the window and wait until a consent dialog takes input again."""
+    await asyncio.to_thread(xdotool, display, "windowfocus", "--sync", window)
+    await asyncio.sleep(INPUT_DELAY_MS / 1000 + 0.5)
+
+
+def consent_calls(ui: DialogInteraction) -> dict[str, Callable[[], Awaitable[Any]]]:
+    return {
+        "consent-site": lambda: ui.ask_consent(ConsentRequest(ORIGIN, ConsentKind.SITE)),
+        "consent-identity": lambda: ui.ask_consent(
+            ConsentRequest(ORIGIN, ConsentKind.IDENTITY, holder="Alice Specimen")
+        ),
+        "consent-certificate": lambda: ui.ask_consent(
+            ConsentRequest(ORIGIN, ConsentKind.CERTIFICATE, holder="Alice Specimen",
+                           subject_id="85073003328")
+        ),
+    }
 
 
 def screenshot(display: str, window: str, lang: str, name: str) -> Path:
@@ -188,6 +208,22 @@ def test_typed_pin_reaches_the_caller_and_no_log(display: str, tmp_path: Path,
     assert PIN not in caplog.text
 
 
+def test_stray_enter_on_the_pin_dialog_sends_nothing(display: str, tmp_path: Path) -> None:
+    """The PIN dialog is no consent (no input delay), but Enter on an empty or short PIN
+    sends nothing; once the PIN is typed, Enter sends it."""
+    async def body(s: Session) -> None:
+        task, window = await s.open(s.ui.ask_pin(pin_request()))
+        await type_into(s.display, window, "Return", "KP_Enter", "space", "Return")
+        await type_into(s.display, window, "Return", text="12")  # too short
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        await type_into(s.display, window, "BackSpace", "BackSpace")
+        await type_into(s.display, window, "Return", text=PIN)
+        assert await asyncio.wait_for(task, 30) == PIN
+
+    run(display, tmp_path, body)
+
+
 def test_escape_cancels(display: str, tmp_path: Path) -> None:
     async def body(s: Session) -> None:
         task, window = await s.open(s.ui.ask_pin(pin_request()))
@@ -212,10 +248,43 @@ def test_cancelled_coroutine_closes_the_dialog(display: str, tmp_path: Path) -> 
     assert "cancel (open)" in (tmp_path / "dialogs-en.log").read_text()
 
 
+STRAY = ("Return", "space", "KP_Enter", "Escape", "Tab", "Return", "space")
+
+
+@pytest.mark.parametrize("kind", ["consent-site", "consent-identity", "consent-certificate"])
+def test_stray_keys_on_a_consent_approve_nothing(display: str, tmp_path: Path,
+                                                 kind: str) -> None:
+    """Keys typed into a consent dialog the moment it appears (a user typing elsewhere) are
+    ignored; after the delay, Tab + Space still chooses "allow once" deliberately."""
+    async def body(s: Session) -> None:
+        task, window = await s.open(consent_calls(s.ui)[kind]())
+        await type_into(s.display, window, *STRAY)
+        await asyncio.sleep(0.3)
+        assert not task.done()  # no approval, no denial, no cancel
+        await past_input_delay(s.display, window)
+        await type_into(s.display, window, "Tab", "space")
+        assert await asyncio.wait_for(task, 30) is ConsentDecision.ALLOW_ONCE
+
+    run(display, tmp_path, body)
+    log = (tmp_path / "dialogs-en.log").read_text()
+    assert log.count(": ok") == 1
+
+
+def test_site_consent_enter_after_the_delay_denies(display: str, tmp_path: Path) -> None:
+    async def body(s: Session) -> None:
+        task, window = await s.open(consent_calls(s.ui)["consent-site"]())
+        await past_input_delay(s.display, window)
+        await type_into(s.display, window, "Return")  # the focus is on Deny
+        assert await asyncio.wait_for(task, 30) is ConsentDecision.DENY
+
+    run(display, tmp_path, body)
+
+
 def test_site_consent_with_the_keyboard(display: str, tmp_path: Path) -> None:
     async def body(s: Session) -> None:
-        task, window = await s.open(s.ui.ask_consent(ConsentRequest(ORIGIN, ConsentKind.SITE)))
-        await type_into(s.display, window, "Tab", "Return")
+        task, window = await s.open(consent_calls(s.ui)["consent-site"]())
+        await past_input_delay(s.display, window)
+        await type_into(s.display, window, "Tab", "Tab", "Return")
         assert await asyncio.wait_for(task, 30) is ConsentDecision.ALLOW_ALWAYS
 
     run(display, tmp_path, body)
@@ -254,10 +323,7 @@ def dialog_calls(ui: DialogInteraction) -> dict[str, Callable[[], Awaitable[Any]
         "pin-last-try": lambda: ui.ask_pin(pin_request(tries=1, operation=Operation.SIGN)),
         "pin-change": lambda: ui.ask_pin_change(pin_request(operation=Operation.CHANGE_PIN)),
         "pinpad": pinpad,
-        "consent-site": lambda: ui.ask_consent(ConsentRequest(ORIGIN, ConsentKind.SITE)),
-        "consent-identity": lambda: ui.ask_consent(
-            ConsentRequest(ORIGIN, ConsentKind.IDENTITY, holder="Alice Specimen")
-        ),
+        **consent_calls(ui),
         "choose-card": lambda: ui.choose_card(ChoiceRequest(ORIGIN, Operation.SIGN, choices)),
     }
 
@@ -271,6 +337,8 @@ def test_screenshots_of_every_dialog(display: str, tmp_path: Path, lang: str) ->
             task, window = await s.open(call())
             if name.startswith("pin") and name != "pinpad":
                 await type_into(s.display, window, text="1234")
+            if name.startswith("consent-"):
+                await past_input_delay(s.display, window)  # buttons enabled, Deny focused
             saved.append(screenshot(s.display, window, lang, name))
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -278,7 +346,7 @@ def test_screenshots_of_every_dialog(display: str, tmp_path: Path, lang: str) ->
             await visible_window(s.display, s.ui, present=False)
 
     run(display, tmp_path, body, lang)
-    assert len(saved) == 8
+    assert len(saved) == 9
     for path in saved:
         with Image.open(path) as image:
             assert image.width > 200 and image.height > 100

@@ -407,9 +407,9 @@ def allow_certificate_in_dialog(display: str, name: str) -> None:
                           "Share your signing certificate").stdout.split()
         time.sleep(0.1)
     window = windows[-1]
-    time.sleep(1.5)  # let it paint, take focus, and pass any input delay
-    grab_window(display, window, name)
     assert xdotool(display, "windowfocus", "--sync", window).returncode == 0
+    time.sleep(1.5)  # let it paint, and pass the input delay (1 s after it gains focus)
+    grab_window(display, window, name)
     assert xdotool(display, "key", "Tab").returncode == 0
     assert xdotool(display, "key", "space").returncode == 0
 

@@ -5,6 +5,9 @@
   its serial and the PIN counter), MSE SET, VERIFY, PSO:CDS, GET RESPONSE. The BELPIC DF is
   selected (by path) only when the card refuses MSE SET because another DF is current: another
   program selected one, or reset the card, between the agent's transactions.
+* After it, once the answer is back, the core sends LOG OFF in a follow-up job: GET CARD
+  DATA (the same card?) and ``80 E6 00 00``, not counted in the 5 since the page already has
+  its answer.
 * The PIN dialog may show a remembered tries-left count; when another program spent a try
   meanwhile, the PIN the user typed is not sent and the dialog is shown again with the count
   the card gives.
@@ -119,6 +122,18 @@ def _sign_params(certificate: bytes) -> tuple[bytes, bytes, str]:
     return certificate, bytes(range(32)), "SHA-256"
 
 
+async def _answered_then_logged_off(
+    service: AgentService, card: BeidCard, operation: Any
+) -> tuple[Any, list[bytes], list[bytes]]:
+    """The answer, the commands the card got before it, and those of the follow-up LOG OFF
+    job (the core queues it when the operation returns, so none can precede the answer)."""
+    start = len(card.commands)
+    answer = await operation
+    at_answer = card.commands[start:]
+    await service.cards.log_offs_done()
+    return answer, at_answer, card.commands[start + len(at_answer):]
+
+
 async def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
@@ -136,19 +151,24 @@ def test_warm_authenticate_and_sign_within_budget(vpcd: Any, data18: Any) -> Non
         try:
             client = service.open_client(ORIGIN)
             verify_token(await client.authenticate(NONCE), ORIGIN, NONCE)  # reads the cert
-            start = len(card.commands)
-            verify_token(await client.authenticate(NONCE), ORIGIN, NONCE)
-            warm_auth = card.commands[start:]
+            await service.cards.log_offs_done()
+            token, warm_auth, auth_off = await _answered_then_logged_off(
+                service, card, client.authenticate(NONCE))
+            verify_token(token, ORIGIN, NONCE)
 
             await client.sign(*_sign_params(data18.sign_cert))  # reads the signing cert
-            start = len(card.commands)
-            result = wire(await client.sign(*_sign_params(data18.sign_cert)))
-            warm_sign = card.commands[start:]
+            await service.cards.log_offs_done()
+            result, warm_sign, sign_off = await _answered_then_logged_off(
+                service, card, client.sign(*_sign_params(data18.sign_cert)))
+            result = wire(result)
         finally:
             await service.stop()
 
         lean = ["80E40001", "002241B6", "00200001", "002A9E9A", "00C00000"]
         assert _headers(warm_auth) == lean
+        # LOG OFF after the answer, in its own job: confirm the card, log off. Never before.
+        assert _headers(auth_off) == _headers(sign_off) == ["80E40001", "80E60000"]
+        assert not card.pin_verified
         assert warm_auth[1].endswith(b"\x84\x82") and warm_sign[1].endswith(b"\x84\x83")
         assert _headers(warm_sign) == lean
         assert len(warm_auth) <= WARM_BUDGET and len(warm_sign) <= WARM_BUDGET
@@ -164,22 +184,25 @@ def test_warm_authenticate_on_applet_17(vpcd: Any, data17: Any) -> None:
     card = BeidCard("1.7", data17)
     vpcd(card, slot=0)
 
-    async def scenario() -> list[bytes]:
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
         service = _service(ScriptedInteraction({"pins": [PIN] * 2}))
         await service.start()
         try:
             client = service.open_client(ORIGIN)
             await client.authenticate(NONCE)
-            start = len(card.commands)
-            verify_token(await client.authenticate(NONCE), ORIGIN, NONCE)
-            return card.commands[start:]
+            await service.cards.log_offs_done()
+            token, warm, off = await _answered_then_logged_off(
+                service, card, client.authenticate(NONCE))
+            verify_token(token, ORIGIN, NONCE)
+            return warm, off
         finally:
             await service.stop()
 
-    warm = asyncio.run(scenario())
+    warm, off = asyncio.run(scenario())
     assert _headers(warm) == [
         "80E40000", "00200001", "002241B6", "00200001", "002A9E9A", "00C00000"
     ]
+    assert _headers(off) == ["80E40000", "80E60000"]
 
 
 def _other_program(*apdus: bytes) -> list[int]:
@@ -214,6 +237,7 @@ def test_another_program_selects_another_df_between_operations(
                 else:
                     result = wire(await client.sign(*_sign_params(data18.sign_cert)))
                     assert len(base64.b64decode(result["signature"])) == 96
+                await service.cards.log_offs_done()  # LOG OFF follows the answer
 
             await operation()
             assert _other_program(SELECT_DF01) == [0x9000]
@@ -228,12 +252,14 @@ def test_another_program_selects_another_df_between_operations(
 
     after_df_change, next_one = asyncio.run(scenario())
     assert _headers(after_df_change) == [
-        "80E40001", "002241B6", "00A4080C", "002241B6", "00200001", "002A9E9A", "00C00000"
+        "80E40001", "002241B6", "00A4080C", "002241B6", "00200001", "002A9E9A", "00C00000",
+        "80E40001", "80E60000",
     ]
     assert after_df_change[2] == bytes.fromhex("00A4080C02DF00")
     assert len(_pin_commands(after_df_change)) == 1
     # DF00 is current again: back to the lean sequence.
-    assert _headers(next_one) == ["80E40001", "002241B6", "00200001", "002A9E9A", "00C00000"]
+    assert _headers(next_one) == ["80E40001", "002241B6", "00200001", "002A9E9A", "00C00000",
+                                  "80E40001", "80E60000"]
     assert card.tries_left == 3
 
 

@@ -185,3 +185,29 @@ def test_the_webeid_host_process_loads_no_qt_pyscard_or_websockets() -> None:
     loaded = {m.split(".")[0] for m in done.stderr.decode().split()}
     assert "agent" in loaded and "json" in loaded, done.stderr.decode()[-2000:]  # the probe ran
     assert not {"PySide6", "shiboken6", "smartcard", "websockets", "tray", "pystray"} & loaded
+
+
+def test_the_virtual_cards_are_siblings_on_the_iso_card() -> None:
+    """The Belgian, IDEMIA and Thales virtual cards build on the generic ISO 7816 card
+    (eid_emulator.iso_card, iso7816, signing), never on one another (issue 12)."""
+    cards = {"eid_emulator.beid", "eid_emulator.idemia", "eid_emulator.thales"}
+    shared = {"eid_emulator.iso_card", "eid_emulator.iso7816", "eid_emulator.signing"}
+    graph: dict[str, set[str]] = {}
+    for module in cards | shared:
+        path = ROOT / "emulator" / (module.replace(".", "/") + ".py")
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        graph[module] = {n.module for n in ast.walk(tree)
+                         if isinstance(n, ast.ImportFrom) and n.module is not None}
+    for card in cards:
+        assert not (graph[card] & (cards - {card})), (card, graph[card])
+        assert "eid_emulator.iso_card" in graph[card], card
+    for module in shared:
+        assert not (graph[module] & cards), (module, graph[module])
+    from eid_emulator.beid import BeidCard
+    from eid_emulator.idemia import IdemiaCard
+    from eid_emulator.iso_card import IsoCard
+    from eid_emulator.thales import ThalesCard
+
+    for card_class in (BeidCard, IdemiaCard, ThalesCard):
+        assert issubclass(card_class, IsoCard)
+    assert not issubclass(IdemiaCard, BeidCard) and not issubclass(ThalesCard, BeidCard)

@@ -41,6 +41,8 @@ from agent.errors import UserCancelledError, UserTimeoutError  # noqa: E402
 from tray import i18n  # noqa: E402
 from tray.dialogs.widgets import (  # noqa: E402
     DIALOGS,
+    INPUT_DELAY_MS,
+    ConsentDialog,
     PinChangeDialog,
     PinDialog,
     RequestError,
@@ -239,22 +241,143 @@ def test_pin_change_keyboard_path_and_mismatch(show) -> None:
     assert shown.replies == [{"result": "ok", "pin": "1111", "newPin": "2222"}]
 
 
+CONSENT_KINDS = sorted(k for k, cls in DIALOGS.items() if issubclass(cls, ConsentDialog))
+STRAY_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space, Qt.Key.Key_Escape)
+
+
+def test_every_consent_kind_is_guarded() -> None:
+    assert CONSENT_KINDS == sorted(k for k in DIALOGS if k.startswith("consent-"))
+    assert {"consent-site", "consent-identity", "consent-certificate"} <= set(CONSENT_KINDS)
+
+
+def press_everything(dialog: TrustedDialog) -> None:
+    """Every key a stray hand could press, at the focus and at each button, and clicks."""
+    assert isinstance(dialog, ConsentDialog)
+    for key in STRAY_KEYS:
+        QTest.keyClick(QApplication.focusWidget() or dialog, key)
+        QTest.keyClick(dialog, key)
+    for button in dialog.choices:
+        QTest.keyClick(button, Qt.Key.Key_Space)
+        QTest.keyClick(button, Qt.Key.Key_Return)
+        QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def wait_released(dialog: TrustedDialog) -> None:
+    assert isinstance(dialog, ConsentDialog)
+    for _ in range(30):
+        if not dialog.guarded:
+            break
+        QTest.qWait(INPUT_DELAY_MS // 10)
+    assert not dialog.guarded
+
+
+@pytest.mark.parametrize("kind", CONSENT_KINDS)
+def test_stray_keys_and_clicks_on_a_fresh_consent_approve_nothing(show, kind: str) -> None:
+    shown = show(request_for(kind))
+    dialog = shown.dialog
+    assert isinstance(dialog, ConsentDialog)
+    assert dialog.guarded and not any(b.isEnabled() for b in dialog.choices)
+    press_everything(dialog)
+    assert shown.replies == []  # not even a denial or a cancel: nothing was answered
+    QTest.qWait(INPUT_DELAY_MS // 2)
+    press_everything(dialog)
+    assert shown.replies == []
+    wait_released(dialog)
+    # the only default is Deny, and it has the focus: a late Enter can only deny
+    defaults = [b for b in dialog.choices if b.isDefault()]
+    assert defaults == [dialog.deny_button]
+    assert QApplication.focusWidget() is dialog.deny_button
+    QTest.keyClick(dialog.deny_button, Qt.Key.Key_Return)
+    assert shown.replies == [{"result": "ok", "decision": "deny"}]
+
+
+@pytest.mark.parametrize("kind", CONSENT_KINDS)
+def test_consent_is_guarded_again_after_regaining_focus(qapp: QApplication, show,
+                                                        kind: str) -> None:
+    shown = show(request_for(kind))
+    dialog = shown.dialog
+    assert isinstance(dialog, ConsentDialog)
+    wait_released(dialog)
+    other = QWidget()
+    other.show()
+    other.activateWindow()
+    QTest.qWaitForWindowActive(other)
+    assert dialog.guarded  # insensitive while another window is in front
+    dialog.activateWindow()
+    QTest.qWaitForWindowActive(dialog)
+    assert dialog.guarded
+    press_everything(dialog)
+    assert shown.replies == []
+    wait_released(dialog)
+    QTest.mouseClick(dialog.choices[-1], Qt.MouseButton.LeftButton)  # a deliberate click
+    assert shown.replies and shown.replies[0]["decision"] != "deny"
+    other.deleteLater()
+
+
 @pytest.mark.parametrize(
-    "tabs, decision", [(0, "allow-once"), (1, "allow-always"), (2, "deny")]
+    "tabs, decision", [(0, "deny"), (1, "allow-once"), (2, "allow-always")]
 )
-def test_site_consent_keyboard(show, tabs: int, decision: str) -> None:
+def test_site_consent_keyboard_after_the_delay(show, tabs: int, decision: str) -> None:
     shown = show(request_for("consent-site"))
+    wait_released(shown.dialog)
     for _ in range(tabs):
         QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
-    QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+    QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)  # Space presses the focused one
     assert shown.replies == [{"result": "ok", "decision": decision}]
 
 
-def test_identity_consent_escape_cancels(show) -> None:
+def test_consent_return_presses_the_button_the_user_tabbed_to(show) -> None:
     shown = show(request_for("consent-identity"))
+    wait_released(shown.dialog)
+    QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
     assert QApplication.focusWidget() is shown.dialog.allow_button
+    QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+    assert shown.replies == [{"result": "ok", "decision": "allow-once"}]
+
+
+def test_identity_consent_escape_cancels_after_the_delay(show) -> None:
+    shown = show(request_for("consent-identity"))
+    QTest.keyClick(shown.dialog, Qt.Key.Key_Escape)
+    assert shown.replies == []  # ignored while guarded
+    wait_released(shown.dialog)
+    assert QApplication.focusWidget() is shown.dialog.deny_button
     QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Escape)
     assert shown.replies == [{"result": "cancel"}]
+
+
+@pytest.mark.parametrize("lang", i18n.LANGUAGES)
+def test_consent_says_what_the_site_gets(show, lang: str) -> None:
+    site = show(request_for("consent-site", lang, origin="https://portal.example.be:8443"))
+    identity = show(request_for("consent-identity", lang))
+    certificate = show(request_for("consent-certificate", lang, subjectId="85073003328"))
+    words = {
+        "en": ("national number", "PIN", "photo", "address"),
+        "nl": ("rijksregisternummer", "PIN", "foto", "adres"),
+        "fr": ("registre national", "PIN", "photo", "adresse"),
+        "de": ("Nationalregisternummer", "PIN", "Foto", "Adresse"),
+    }[lang]
+    site_text = site.dialog.what.text()
+    assert "portal.example.be" in site_text and ":8443" not in site_text
+    assert words[0] in site_text and words[1] in site_text
+    identity_text = identity.dialog.what.text()
+    assert all(w in identity_text for w in (words[0], words[2], words[3]))
+    assert words[0] in certificate.dialog.what.text()
+    texts = [label.text() for label in certificate.dialog.findChildren(QLabel)]
+    assert "85073003328" in texts
+
+
+def test_pin_dialog_stray_enter_sends_nothing_until_typed(show) -> None:
+    shown = show(request_for("pin"))
+    dialog = shown.dialog
+    assert isinstance(dialog, PinDialog)
+    for key in STRAY_KEYS[:3]:
+        QTest.keyClick(dialog.pin_edit, key)
+        QTest.keyClick(dialog, key)
+    QTest.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
+    assert shown.replies == [] and not dialog.ok_button.isEnabled()
+    QTest.keyClicks(dialog.pin_edit, "1234")
+    QTest.keyClick(dialog.pin_edit, Qt.Key.Key_Return)  # no delay: the PIN is no consent
+    assert shown.replies == [{"result": "ok", "pin": "1234"}]
 
 
 def test_choose_card_with_arrow_keys(show) -> None:

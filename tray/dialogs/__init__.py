@@ -22,6 +22,11 @@ one JSON reply per line on stdout; closing stdin ends it. Requests carry an ``id
 
 Every dialog may also answer ``cancel`` (Cancel, Escape, window closed), ``timeout`` (its
 own countdown ran out) or ``error`` (``message``: the request was malformed).
+
+Consent dialogs cannot be clicked through: Deny is the default and has the focus, and
+their buttons ignore every input for about a second after the dialog appears or regains
+focus (``widgets.ConsentDialog``). The PIN dialog keeps Enter = OK once a PIN of the
+minimum length is typed; it cannot be confirmed empty.
 The PIN travels only in the reply line on stdout; nothing is ever logged about it.
 """
 

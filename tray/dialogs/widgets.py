@@ -5,8 +5,12 @@ Design rules, for trust and accessibility:
 - The requesting origin is shown first and large, as plain text (never rich text, never
   editable); the operation is said in plain words.
 - Every dialog stays on top and takes focus when shown.
+- A consent dialog (its "yes" gives card data to a site) cannot be clicked through: no
+  allowing default, focus on Deny, and all input ignored for a second after it appears or
+  regains focus (:class:`ConsentDialog`).
 - Every control has an accessible name and description; the dialogs work with the keyboard
-  alone (explicit tab order, Enter accepts the default button, Escape cancels).
+  alone (explicit tab order, Enter accepts the default button, Escape cancels;
+  in a consent dialog the default is Deny).
 - No fixed pixel sizes or colours: text follows the system font size and palette, so it
   scales and stays readable in high-contrast themes. Warnings are marked by text and a
   symbol, not by colour alone.
@@ -17,9 +21,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
-from PySide6.QtCore import QRegularExpression, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QFont, QRegularExpressionValidator, QShowEvent
+from PySide6.QtCore import QEvent, QRegularExpression, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QCloseEvent,
+    QFont,
+    QKeyEvent,
+    QRegularExpressionValidator,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
@@ -484,46 +495,135 @@ class CardWaitDialog(TrustedDialog):
         return [self.cancel_button]
 
 
-class SiteConsentDialog(TrustedDialog):
+INPUT_DELAY_MS = 1000  # consent buttons stay insensitive this long after the dialog becomes active
+
+
+def site_name(origin: str) -> str:
+    """``https://portal.example.be:8443`` -> ``portal.example.be`` (the origin when unparsable)."""
+    try:
+        host = urlsplit(origin).hostname
+    except ValueError:
+        host = None
+    return host or origin
+
+
+class ConsentDialog(TrustedDialog):
+    """A question whose "yes" gives card data away: it cannot be clicked through.
+
+    - No button that allows is the default, and the focus starts on the safe choice (Deny);
+      Enter on a fresh dialog can only deny.
+    - Every input is ignored for :data:`INPUT_DELAY_MS` after the dialog appears and again
+      after it regains focus: the choice buttons are insensitive while the window is not
+      active and for that delay after it becomes active, and key presses (Enter, Space,
+      Escape) are swallowed meanwhile, so a keystroke or click meant for another window
+      answers nothing.
+    - The dialog says, in plain words, what the site will get.
+    """
+
+    def __init__(self, request: dict[str, Any], parent: QWidget | None = None) -> None:
+        super().__init__(request, parent)
+        self.site = site_name(self.origin)
+        self.choices: list[QPushButton] = []
+        self.guard = QTimer(self)
+        self.guard.setSingleShot(True)
+        self.guard.setInterval(INPUT_DELAY_MS)
+        self.guard.timeout.connect(self._release)
+        self.deny_button: QPushButton
+
+    def add_choice(self, text: str, description: str, decision: str) -> QPushButton:
+        button = self.add_button(text, description, lambda: self._decide(decision))
+        button.setEnabled(False)  # until the window has been active for INPUT_DELAY_MS
+        self.choices.append(button)
+        return button
+
+    def finish_layout(self, deny: QPushButton) -> None:
+        """Deny is the default and has the focus; the tab order follows the button row."""
+        self.deny_button = deny
+        deny.setDefault(True)
+        self.chain_tab_order(self.focus_chain())
+
+    def focus_chain(self) -> list[QWidget]:
+        return list(self.choices)
+
+    @property
+    def guarded(self) -> bool:
+        return not self.deny_button.isEnabled()
+
+    def _hold(self) -> None:
+        for button in self.choices:
+            button.setEnabled(False)
+        self.guard.stop()
+
+    def _arm(self) -> None:
+        self._hold()
+        self.guard.start()
+
+    def _release(self) -> None:
+        if not self.isActiveWindow():
+            return  # enabled only once the user can see it in front: see changeEvent
+        for button in self.choices:
+            button.setEnabled(True)
+        self.deny_button.setFocus()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self._arm()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.ActivationChange:
+            if self.isActiveWindow():
+                self._arm()
+            else:
+                self._hold()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        if self.guarded:
+            event.accept()  # swallowed: no Enter, Space or Escape answers a fresh dialog
+            return
+        super().keyPressEvent(event)
+
+    def reject(self) -> None:  # Escape; ignored while guarded
+        if not self.guarded:
+            super().reject()
+
+    def _decide(self, decision: str) -> None:
+        if not self.guarded:
+            self.finish({"result": "ok", "decision": decision})
+
+
+class SiteConsentDialog(ConsentDialog):
     title_text = N_("Allow this website?")
 
     def __init__(self, request: dict[str, Any], parent: QWidget | None = None) -> None:
         super().__init__(request, parent)
         self.body.addWidget(_label(self._("This website wants to use your ID card.")))
-        self.body.addWidget(
-            _label(
-                self._(
-                    "If you allow it, the website can see which card is inserted and ask you "
-                    "to log in or sign. Each login or signature still needs your PIN."
-                )
-            )
+        self.what = _label(
+            self._(
+                "If you allow it, %(site)s will be able to see that a card is inserted and "
+                "whose it is, read your certificates (your name and national number) and ask "
+                "you for your PIN to log in or sign. Each login or signature still needs "
+                "your PIN."
+            ) % {"site": self.site}
         )
+        self.body.addWidget(self.what)
         self.add_card_rows()
-        self.once_button = self.add_button(
-            self._("Allow once"), self._("Allow this website until you close the page."),
-            lambda: self._decide("allow-once"),
+        deny = self.add_choice(
+            self._("Deny"), self._("Do not let this website use your ID card."), "deny"
         )
-        self.always_button = self.add_button(
+        self.once_button = self.add_choice(
+            self._("Allow once"), self._("Allow this website until you close the page."),
+            "allow-once",
+        )
+        self.always_button = self.add_choice(
             self._("Always allow"),
             self._("Remember this website. You can revoke it from the tray menu."),
-            lambda: self._decide("allow-always"),
+            "allow-always",
         )
-        self.deny_button = self.add_button(
-            self._("Deny"), self._("Do not let this website use your ID card."),
-            lambda: self._decide("deny"),
-        )
-        self.once_button.setDefault(True)
-        self.chain_tab_order(self.focus_chain())
-        self.once_button.setFocus()
-
-    def focus_chain(self) -> list[QWidget]:
-        return [self.once_button, self.always_button, self.deny_button]
-
-    def _decide(self, decision: str) -> None:
-        self.finish({"result": "ok", "decision": decision})
+        self.finish_layout(deny)
 
 
-class IdentityConsentDialog(TrustedDialog):
+class IdentityConsentDialog(ConsentDialog):
     title_text = N_("Share your identity?")
 
     def __init__(self, request: dict[str, Any], parent: QWidget | None = None) -> None:
@@ -531,32 +631,56 @@ class IdentityConsentDialog(TrustedDialog):
         self.body.addWidget(
             _label(self._("This website wants to read your identity data from your ID card:"))
         )
-        self.body.addWidget(
-            _label(
-                self._(
-                    "name, date and place of birth, nationality, national number, address "
-                    "and photo."
-                )
-            )
+        self.what = _label(
+            self._(
+                "%(site)s will get your name, date and place of birth, sex, nationality, "
+                "national number, card number and validity, address and photo."
+            ) % {"site": self.site}
         )
+        self.body.addWidget(self.what)
         self.add_card_rows()
-        self.allow_button = self.add_button(
+        deny = self.add_choice(
+            self._("Deny"), self._("Do not send your identity data."), "deny"
+        )
+        self.allow_button = self.add_choice(
             self._("Allow"), self._("Send your identity data to this website once."),
-            lambda: self._decide("allow-once"),
+            "allow-once",
         )
-        self.deny_button = self.add_button(
-            self._("Deny"), self._("Do not send your identity data."),
-            lambda: self._decide("deny"),
+        self.finish_layout(deny)
+
+
+class CertificateConsentDialog(ConsentDialog):
+    """May the site read the signing certificate (it names the holder and national number)?"""
+
+    title_text = N_("Share your signing certificate?")
+
+    def __init__(self, request: dict[str, Any], parent: QWidget | None = None) -> None:
+        super().__init__(request, parent)
+        self.what = _label(
+            self._(
+                "%(site)s wants to read your signing certificate. It holds your name and "
+                "national number."
+            ) % {"site": self.site}
         )
-        self.allow_button.setDefault(True)
-        self.chain_tab_order(self.focus_chain())
-        self.allow_button.setFocus()
-
-    def focus_chain(self) -> list[QWidget]:
-        return [self.allow_button, self.deny_button]
-
-    def _decide(self, decision: str) -> None:
-        self.finish({"result": "ok", "decision": decision})
+        self.body.addWidget(self.what)
+        national_number = _str(request, "subjectId")
+        self.add_card_rows()
+        if national_number:
+            self.add_row(self._("National number:"), national_number)
+        deny = self.add_choice(
+            self._("Deny"), self._("Do not send your signing certificate."), "deny"
+        )
+        self.once_button = self.add_choice(
+            self._("Allow once"), self._("Send your signing certificate to this website once."),
+            "allow-once",
+        )
+        self.always_button = self.add_choice(
+            self._("Always allow"),
+            self._("Let this website read your signing certificate without asking again. "
+                   "You can revoke it from the tray menu."),
+            "allow-always",
+        )
+        self.finish_layout(deny)
 
 
 class ChooseCardDialog(TrustedDialog):
@@ -605,50 +729,6 @@ class ChooseCardDialog(TrustedDialog):
         row = self.list.currentRow()
         if row >= 0:
             self.finish({"result": "ok", "index": row})
-
-
-class CertificateConsentDialog(TrustedDialog):
-    """May this site read the signing certificate (the holder's name and national number)?
-    Nothing is preselected that allows: focus starts on Deny."""
-
-    title_text = N_("Share your signing certificate?")
-
-    def __init__(self, request: dict[str, Any], parent: QWidget | None = None) -> None:
-        super().__init__(request, parent)
-        self.body.addWidget(
-            _label(
-                self._(
-                    "This website wants to read the signing certificate on your ID card. "
-                    "It contains your name and your national number."
-                )
-            )
-        )
-        self.add_card_rows()
-        subject_id = _str(self.request, "subjectId")
-        if subject_id:
-            self.add_row(self._("National number:"), subject_id)
-        self.once_button = self.add_button(
-            self._("Allow once"), self._("Send the certificate to this website this time."),
-            lambda: self._decide("allow-once"),
-        )
-        self.always_button = self.add_button(
-            self._("Always allow"),
-            self._("Send it to this website without asking again. You can revoke it from "
-                   "the tray menu."),
-            lambda: self._decide("allow-always"),
-        )
-        self.deny_button = self.add_button(
-            self._("Deny"), self._("Do not send your certificate."),
-            lambda: self._decide("deny"),
-        )
-        self.chain_tab_order(self.focus_chain())
-        self.deny_button.setFocus()
-
-    def focus_chain(self) -> list[QWidget]:
-        return [self.deny_button, self.once_button, self.always_button]
-
-    def _decide(self, decision: str) -> None:
-        self.finish({"result": "ok", "decision": decision})
 
 
 DIALOGS: dict[str, type[TrustedDialog]] = {
