@@ -128,7 +128,9 @@ def _one_reader(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 args.photo.write_bytes(data.photo)
             if not args.json:
                 _print_identity(name, data)
-            return data.to_json()
+            from agent.ws.identity import identity_json  # the wire form, as readIdentity gives it
+
+            return identity_json(data)
         info = _info(session)
         if not args.json:
             _print_info(name, info)

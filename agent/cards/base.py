@@ -73,13 +73,6 @@ class SignatureAlgorithm:
     hash_function: str  # "SHA-256", "SHA-384", "SHA-512", ...
     padding_scheme: str
 
-    def to_json(self) -> dict[str, str]:
-        return {
-            "cryptoAlgorithm": self.crypto_algorithm,
-            "hashFunction": self.hash_function,
-            "paddingScheme": self.padding_scheme,
-        }
-
 
 def hash_for_digest(
     digest: bytes, hash_function: str, known: Mapping[str, HashFunction] = WEB_EID_HASHES
@@ -149,7 +142,8 @@ class CardSession(Protocol):
         """
 
     def read_identity(self, *, photo: bool = True) -> Any:
-        """Identity data (card-specific dataclass with ``to_json()``), signatures checked."""
+        """Identity data, signatures checked: a card-specific dataclass (``agent.ws.identity``
+        gives its wire form)."""
 
     def log_off(self) -> None:
         """Drop every verified PIN, so no other program can use the keys without a PIN.

@@ -15,8 +15,6 @@ C18, eid-mw's ``dob.cpp`` and ``certhelpers.c``).
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import datetime
 import enum
 import hashlib
@@ -192,27 +190,6 @@ def _int_or_none(raw: str) -> int | None:
     return int(text) if _digits(text) else None
 
 
-def _field_json(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex().upper()
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.name.lower()
-    if isinstance(value, tuple):
-        return [_field_json(item) for item in value]
-    return value
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-def _dataclass_json(obj: Any) -> dict[str, Any]:
-    return {_camel(f.name): _field_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-
-
 # Tag -> field name for the plain text fields of the ID file.
 _ID_TEXT_TAGS: dict[int, str] = {
     0x01: "card_number",
@@ -349,12 +326,6 @@ class Identity:
             return n
         return f"{n[0:2]}.{n[2:4]}.{n[4:6]}-{n[6:9]}.{n[9:11]}"
 
-    def to_json(self) -> dict[str, Any]:
-        result = _dataclass_json(self)
-        result["extra"] = {f"{tag:02X}": value.hex().upper() for tag, value in self.extra}
-        result["documentTypeName"] = self.document_type_name
-        return result
-
 
 @dataclass(frozen=True)
 class Address:
@@ -380,11 +351,6 @@ class Address:
                 extra.append((tag, value))
         return cls(extra=tuple(extra), **values)
 
-    def to_json(self) -> dict[str, Any]:
-        result = _dataclass_json(self)
-        result["extra"] = {f"{tag:02X}": value.hex().upper() for tag, value in self.extra}
-        return result
-
 
 @dataclass(frozen=True)
 class BeidIdentity:
@@ -394,14 +360,6 @@ class BeidIdentity:
     address: Address
     photo: bytes | None  # JPEG, None when not read
     card_serial: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cardSerial": self.card_serial,
-            "identity": self.identity.to_json(),
-            "address": self.address.to_json(),
-            "photo": None if self.photo is None else base64.b64encode(self.photo).decode("ascii"),
-        }
 
 
 _PHOTO_HASHES = {20: hashlib.sha1, 32: hashlib.sha256, 48: hashlib.sha384}

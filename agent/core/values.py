@@ -115,7 +115,7 @@ class SignatureResult:
 
 @dataclass(frozen=True)
 class IdentityResult:
-    """The card family's identity record (its own dataclass, with ``to_json()``)."""
+    """The card family's identity record (its own dataclass; ``agent.ws.identity`` gives its JSON)."""
 
     identity: Any
 

@@ -31,6 +31,7 @@ from agent.core.values import (
     StatusResult,
 )
 from agent.errors import InvalidArgumentError
+from agent.ws.identity import identity_json
 
 __all__ = [
     "MAX_STRING",
@@ -237,8 +238,7 @@ def result_json(result: object) -> dict[str, Any]:
             "signatureAlgorithm": algorithm_json(result.algorithm),
         }
     if isinstance(result, IdentityResult):
-        identity: dict[str, Any] = result.identity.to_json()
-        return identity
+        return identity_json(result.identity)
     if isinstance(result, PinStatusResult):
         return {
             "pins": [_pin_json(s) for s in result.pins],

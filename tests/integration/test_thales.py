@@ -23,6 +23,7 @@ from agent.cards.twopin import PinChangeRequiredError
 from agent.core import token
 from agent.errors import InvalidPinError, NotSupportedError, PinBlockedError
 from agent.smartcard.apdu import SmartCardConnection
+from agent.ws.messages import algorithm_json
 from tests.conftest import READER_0, READER_1
 
 CARDS = {"EE2025": "EE2025", "FI3": "FI3", "FI4": "FI4"}  # card profile -> PKI profile
@@ -150,7 +151,7 @@ def test_estonian_2025_apdus(new_card: Callable[..., ThalesCard]) -> None:
 def test_fineid_v3_authenticates_with_pss(new_card: Callable[..., ThalesCard]) -> None:
     card = new_card("FI3")
     s = session(VirtualConnection(card))
-    assert [a.to_json() for a in s.signature_algorithms(KeyRole.AUTHENTICATION)] == [
+    assert [algorithm_json(a) for a in s.signature_algorithms(KeyRole.AUTHENTICATION)] == [
         {"cryptoAlgorithm": "RSA", "hashFunction": "SHA-256", "paddingScheme": "PSS"}]
     s.sign(KeyRole.AUTHENTICATION, bytes(32), "SHA-256", "1234", padding="PSS")
     assert "002241B6068001458401" + "01" in [c.hex().upper() for c in card.commands]

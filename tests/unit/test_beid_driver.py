@@ -26,6 +26,7 @@ from agent.errors import (
 )
 from agent.smartcard.apdu import ApduError
 from agent.smartcard.backend import PinPadFeatures
+from agent.ws.messages import algorithm_json
 from tests.scripted import ScriptedConnection, Step
 
 SERIAL = bytes.fromhex("534C47904043000038E977A912924251")
@@ -599,7 +600,7 @@ def test_signature_algorithms() -> None:
     assert SignatureAlgorithm("RSA", "SHA-256", "PKCS1.5") in algorithms
     assert SignatureAlgorithm("RSA", "SHA-512", "PKCS1.5") in algorithms
     assert SignatureAlgorithm("RSA", "SHA-256", "PSS") in algorithms
-    assert algorithms[0].to_json()["paddingScheme"] in ("PKCS1.5", "PSS")
+    assert algorithm_json(algorithms[0])["paddingScheme"] in ("PKCS1.5", "PSS")
 
 
 def test_ecdsa_raw_to_der() -> None:

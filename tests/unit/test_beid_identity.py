@@ -24,6 +24,7 @@ from agent.cards.beid_identity import (
 )
 from agent.errors import BadResponseError
 from agent.smartcard.tlv import der_length, encode_simple_tlv, iter_ber, parse_simple_tlv, trim_der
+from agent.ws.identity import identity_json
 
 # -- TLV ---------------------------------------------------------------------------------
 
@@ -224,7 +225,7 @@ def test_address_and_json() -> None:
     assert address.street_and_number == "Rue de l'Été 12"
     assert (address.zip_code, address.municipality) == ("1000", "Bruxelles")
     ident = Identity.parse(identity_file(hashlib.sha384(PHOTO).digest()))
-    result = BeidIdentity(ident, address, PHOTO, "AB").to_json()
+    result = identity_json(BeidIdentity(ident, address, PHOTO, "AB"))
     assert base64.b64decode(result["photo"]) == PHOTO
     assert result["identity"]["birthDate"] == "1971-07-15"
     assert result["identity"]["sex"] == "female"

@@ -137,8 +137,8 @@ def test_the_agent_root_holds_few_modules() -> None:
 WIRE_EDGES = ("agent/ws/", "agent/webeid/host.py", "agent/webeid/channel.py")
 # json for a room's own files, not for a wire: approvals, machine policy, browser manifests
 JSON_FILES = ("agent/core/consent.py", "agent/core/policy.py", "agent/webeid/registration.py")
-# the composition root prints JSON for the CLI; the identity dump's photo (`card identity --json`)
-BASE64_ELSEWHERE = ("agent/app/", "agent/cards/beid_identity.py")
+# the composition root prints JSON for the CLI (its PEM/hex output included)
+BASE64_ELSEWHERE = ("agent/app/",)
 
 
 def test_json_and_base64_are_made_at_the_two_wire_edges_only() -> None:

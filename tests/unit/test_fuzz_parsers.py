@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from agent.cards.base import KeyRole
 from agent.cards.beid import CardData, open_session
-from agent.cards.beid_identity import Address, Identity, parse_birth_date
+from agent.cards.beid_identity import Address, BeidIdentity, Identity, parse_birth_date
 from agent.cards.common import CertificateCache
 from agent.errors import AgentError, BadResponseError
 from agent.smartcard.certinfo import holder_name
@@ -33,6 +33,7 @@ from agent.smartcard.tlv import (
     parse_simple_tlv,
     trim_der,
 )
+from agent.ws.identity import identity_json
 from bench.fuzz_profiles import load_profile
 
 load_profile()
@@ -139,7 +140,9 @@ def test_identity_and_address_parse(data: bytes) -> None:
             parsed = parser(data)
         except BadResponseError:
             continue
-        _assert_json(parsed.to_json())
+        _assert_json(identity_json(BeidIdentity(parsed, Address(), None))
+                     if isinstance(parsed, Identity)
+                     else identity_json(BeidIdentity(Identity(), parsed, None)))
 
 
 @pytest.mark.parametrize("raw", ["²", "¹ JAN 1980", "01.³.1980", "01 ٣ 1980"])
