@@ -34,8 +34,12 @@ class AgentProcess:
         extra_args: tuple[str, ...] = (),
         log_level: str = "TRAFFIC",
         env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
+        port: int | None | str = "free",
     ) -> None:
-        self.port = free_port()
+        """``prefix``: run the agent under another command (``nsenter``, ``prlimit``);
+        ``port``: ``"free"`` a free port, a number, or None for the agent's own slot choice."""
+        self.port = free_port() if port == "free" else int(port or 0)
         self.home = home
         script_file = home / "script.json"
         script_file.write_text(json.dumps(script), encoding="utf-8")
@@ -53,9 +57,9 @@ class AgentProcess:
         environment.pop("QT_QPA_PLATFORM", None)
         environment.update(env or {})
         args = [
-            sys.executable, "-m", "agent", "--log-level", log_level, "serve",
-            "--port", str(self.port), "--no-tray", "--interaction", "scripted",
-            "--script", str(script_file), *extra_args,
+            *prefix, sys.executable, "-m", "agent", "--log-level", log_level, "serve",
+            *(["--port", str(self.port)] if self.port else []), "--no-tray",
+            "--interaction", "scripted", "--script", str(script_file), *extra_args,
         ]
         for origin in allow_origins:
             args += ["--allow-origin", origin]
@@ -64,10 +68,11 @@ class AgentProcess:
             text=True, cwd=Path(__file__).resolve().parent.parent,
         )
         self.lines: list[str] = []
+        self.listening = False
         self._listening = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        if not self._listening.wait(60):
+        if not self._listening.wait(60) or not self.listening:
             self.stop()
             raise RuntimeError("the agent did not start:\n" + self.output)
 
@@ -76,6 +81,8 @@ class AgentProcess:
         for line in self.proc.stdout:
             self.lines.append(line)
             if "listening on ws://" in line:
+                self.port = int(line.rsplit(":", 1)[1])
+                self.listening = True
                 self._listening.set()
         self._listening.set()
 

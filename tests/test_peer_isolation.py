@@ -1,0 +1,259 @@
+"""Only the desktop user who owns the agent is served (issue 13).
+
+Real agent process (``eid-agent serve``) on the private pcscd + vpcd with the virtual Belgian
+card; clients are the stdlib WebSocket client run as root (the agent's user) or as
+``nobody`` (another OS user) through ``runuser``. The fixed slot range is tested inside a
+private network namespace so the real ports 24847... of this machine stay untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.emulator.beid import BeidCard
+from agent.emulator.pki import Holder, TestPki, make_card_data
+from agent.peercred import linux_socket_uid
+from agent.ws.ports import SLOT_BASE
+from tests.agent_process import AgentProcess, wait_until
+from tests.peer_support import (
+    OTHER_USER,
+    NetNamespace,
+    other_user_agent_command,
+    raw_client,
+    require_other_user,
+)
+
+PORTAL = "https://portal.example"
+SURNAME = "Specimen"
+CARD_NUMBER = "592123456789"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return TestPki.load_or_create(tmp_path_factory.mktemp("pki"))
+
+
+def _card(pki: TestPki) -> BeidCard:
+    holder = Holder(pin="908172", surname=SURNAME, card_number=CARD_NUMBER)
+    return BeidCard("1.8", make_card_data(pki, holder, "1.8"))
+
+
+def _own_status_shows_card(host: str, port: int, netns: NetNamespace | None = None) -> dict[str, Any]:
+    """Positive control: the agent's own user does get card data for the approved site."""
+    result: dict[str, Any] = {}
+
+    def shows_card() -> bool:
+        nonlocal result
+        result = raw_client(host, port, PORTAL, "status", netns=netns)
+        return result["status"] == 101 and SURNAME in result["raw"]
+
+    wait_until(shows_card, timeout=30)
+    return result
+
+
+def _refused_and_told_nothing(result: dict[str, Any]) -> None:
+    assert result["status"] == 403, result
+    assert result["replies"] == []
+    assert "server" not in result["headers"]  # not even that an eid-agent answers
+    body = result["raw"].split("\r\n\r\n", 1)[-1]
+    assert body.strip() == "Forbidden"
+    for secret in (SURNAME, CARD_NUMBER, "eid-agent", "portal.example", "approved", "reader"):
+        assert secret.lower() not in result["raw"].lower()
+
+
+@pytest.mark.pcsc
+def test_another_os_user_with_an_approved_origin_is_refused(pki, pcscd, vpcd, tmp_path) -> None:
+    require_other_user()
+    vpcd(_card(pki))
+    with AgentProcess(pcscd, tmp_path, {"pins": [], "consents": []},
+                      allow_origins=(PORTAL,), log_level="INFO") as agent:
+        mine = _own_status_shows_card("127.0.0.1", agent.port)
+        assert mine["replies"][0]["result"]["approved"] is True
+        for host in ("127.0.0.1", "::1"):
+            theirs = raw_client(host, agent.port, PORTAL, "status", "getSigningCertificate",
+                                "readIdentity", user=OTHER_USER)
+            _refused_and_told_nothing(theirs)
+        wait_until(lambda: agent.output.count("refused a connection of another OS user") >= 2)
+        uid = subprocess.run(["id", "-u", OTHER_USER], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        assert f"another OS user (uid {uid})" in agent.output
+        # the agent still serves its own user afterwards
+        assert raw_client("::1", agent.port, PORTAL, "status")["status"] == 101
+    assert "Traceback" not in agent.output
+
+
+def test_socket_owner_is_found_in_proc_net_tcp() -> None:
+    """The lookup itself, both families, for our own uid and for a socket made as nobody."""
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family) as server:
+            server.bind((host, 0))
+            server.listen()
+            with socket.socket(family) as client:
+                client.connect(server.getsockname()[:2])
+                conn, peer = server.accept()
+                with conn:
+                    assert linux_socket_uid(peer[:2], conn.getsockname()[:2]) == os.geteuid()
+                    # the server's own (reversed) row is not taken for the client's
+                    assert linux_socket_uid(conn.getsockname()[:2], (host, 1)) is None
+
+
+@pytest.mark.pcsc
+def test_two_users_agents_each_serve_only_their_own_user(pki, pcscd, vpcd, tmp_path) -> None:
+    """Terminal server: root's agent takes slot 0, nobody's agent finds it taken and takes
+    slot 1; each answers its own user's client and refuses the other's (the JS client tries
+    the range until its own user's agent answers)."""
+    require_other_user()
+    vpcd(_card(pki))
+    other_home = tmp_path / "nobody-home"
+    other_home.mkdir()
+    os.chown(other_home, *_ids(OTHER_USER))
+    with NetNamespace() as netns:
+        with AgentProcess(pcscd, tmp_path, {"pins": [], "consents": []}, allow_origins=(PORTAL,),
+                          prefix=netns.prefix, port=None, log_level="INFO") as mine:
+            assert mine.port == SLOT_BASE
+            other = subprocess.Popen(
+                [*netns.prefix, *other_user_agent_command(other_home, "--interaction", "none",
+                                                          "--allow-origin", PORTAL)],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            try:
+                line = _wait_for_line(other, "listening on ws://")
+                other_port = int(line.rsplit(":", 1)[1])
+                assert other_port == SLOT_BASE + 2  # slot 1: ws 24849 (wss 24850)
+                _own_status_shows_card("127.0.0.1", mine.port, netns)
+                _refused_and_told_nothing(
+                    raw_client("127.0.0.1", mine.port, PORTAL, "status", user=OTHER_USER, netns=netns))
+                theirs = raw_client("127.0.0.1", other_port, PORTAL, "status",
+                                    user=OTHER_USER, netns=netns)
+                assert theirs["status"] == 101 and theirs["replies"][0]["result"]["version"]
+                _refused_and_told_nothing(raw_client("::1", other_port, PORTAL, "status", netns=netns))
+            finally:
+                other.terminate()
+                output = other.communicate(timeout=20)[0]
+            assert "refused a connection of another OS user (uid 0)" in output, output
+
+
+def _ids(user: str) -> tuple[int, int]:
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return line.strip()
+    proc.kill()
+    raise AssertionError(f"no {text!r} from the other user's agent:\n" + "".join(seen))
+
+
+def _squatter(netns: NetNamespace, host: str, port: int) -> subprocess.Popen[str]:
+    """Another OS user listening on one address of the agent's port."""
+    family = "AF_INET6" if ":" in host else "AF_INET"
+    code = (
+        "import socket, sys, time\n"
+        f"s = socket.socket(socket.{family}); s.bind(({host!r}, {port})); s.listen()\n"
+        "print('bound', flush=True); time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([*netns.prefix, "runuser", "-u", OTHER_USER, "--", "/usr/bin/python3",
+                             "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "bound"
+    return proc
+
+
+@pytest.mark.parametrize("held", ["::1", "127.0.0.1"])
+def test_half_bound_slot_is_skipped_and_reported(held: str, pcscd, tmp_path) -> None:
+    require_other_user()
+    with NetNamespace() as netns:
+        squatter = _squatter(netns, held, SLOT_BASE)
+        try:
+            with AgentProcess(pcscd, tmp_path, {}, prefix=netns.prefix, port=None,
+                              log_level="INFO") as agent:
+                assert agent.port == SLOT_BASE + 2
+                shown = f"[{held}]:{SLOT_BASE}" if ":" in held else f"{held}:{SLOT_BASE}"
+                assert f"WARNING: another program holds {shown}" in agent.output
+                # the agent listens on both addresses of its slot, nothing on the squatted one
+                listening = netns.run("ss", "-Htlnp", capture_output=True, check=True).stdout
+                assert f"127.0.0.1:{SLOT_BASE + 2} " in listening
+                assert f"[::1]:{SLOT_BASE + 2} " in listening
+        finally:
+            squatter.kill()
+            squatter.wait()
+
+
+def test_explicit_port_half_bound_refuses_to_run(pcscd, tmp_path) -> None:
+    require_other_user()
+    with NetNamespace() as netns:
+        squatter = _squatter(netns, "::1", 30000)
+        try:
+            env = {**pcscd.env(), "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "s"),
+                   "XDG_CONFIG_HOME": str(tmp_path / "c"),
+                   "EID_AGENT_POLICY_FILE": str(tmp_path / "none.json")}
+            done = netns.run(
+                sys.executable, "-m", "agent", "serve", "--port", "30000", "--no-tray",
+                "--interaction", "none", "--no-log-file", env=env, capture_output=True,
+                timeout=60, cwd=Path(__file__).resolve().parent.parent,
+            )
+        finally:
+            squatter.kill()
+            squatter.wait()
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "refusing to serve on port 30000: another program holds [::1]:30000" in done.stderr
+    assert "listening" not in done.stdout
+
+
+def test_busy_slots_are_skipped_quietly_and_a_full_range_is_an_error(pcscd, tmp_path) -> None:
+    """Every slot held on both addresses (other users' agents): a clear error, exit 3."""
+    with NetNamespace() as netns:
+        code = (
+            "import socket, time\n"
+            "keep = []\n"
+            f"for port in range({SLOT_BASE}, {SLOT_BASE + 16}, 2):\n"
+            "    for fam, host in ((socket.AF_INET, '127.0.0.1'), (socket.AF_INET6, '::1')):\n"
+            "        s = socket.socket(fam); s.bind((host, port)); s.listen(); keep.append(s)\n"
+            "print('bound', flush=True); time.sleep(600)\n"
+        )
+        holder = subprocess.Popen([*netns.prefix, "/usr/bin/python3", "-c", code],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "bound"
+            env = {**pcscd.env(), "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "s"),
+                   "XDG_CONFIG_HOME": str(tmp_path / "c"),
+                   "EID_AGENT_POLICY_FILE": str(tmp_path / "none.json")}
+            done = netns.run(
+                sys.executable, "-m", "agent", "serve", "--no-tray", "--interaction", "none",
+                "--no-log-file", env=env, capture_output=True, timeout=60,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+        finally:
+            holder.kill()
+            holder.wait()
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"no free port pair in {SLOT_BASE}-{SLOT_BASE + 15}" in done.stderr
+    assert "WARNING" not in done.stderr  # fully held slots are not squats
+
+
+def test_the_stdlib_client_reports_an_unreachable_agent_as_an_error() -> None:
+    """The stdlib client reports an unreachable agent as an error, not as a refusal."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = raw_client("127.0.0.1", port, PORTAL, "status")
+    assert result["status"] is None and "ConnectionRefused" in result["error"]
+    json.dumps(result)
