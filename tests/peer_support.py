@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +94,22 @@ def other_user_agent_command(home: Path, *args: str) -> list[str]:
     ]
     return ["runuser", "-u", OTHER_USER, "--", "env", "-i", *env, SYSTEM_PYTHON, "-m", "agent",
             "--log-level", "INFO", "serve", "--no-tray", *args]
+
+
+@contextlib.contextmanager
+def squat(netns: NetNamespace, host: str, port: int) -> Iterator[None]:
+    """Another OS user (``nobody``) listening on one loopback address of ``port``."""
+    family = "AF_INET6" if ":" in host else "AF_INET"
+    code = (
+        "import socket, time\n"
+        f"s = socket.socket(socket.{family}); s.bind(({host!r}, {port})); s.listen()\n"
+        "print('bound', flush=True); time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([*netns.prefix, "runuser", "-u", OTHER_USER, "--", SYSTEM_PYTHON,
+                             "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "bound"
+        yield
+    finally:
+        proc.kill()
+        proc.wait()

@@ -31,6 +31,7 @@ from tests.peer_support import (
     other_user_agent_command,
     raw_client,
     require_other_user,
+    squat,
 )
 
 PORTAL = "https://portal.example"
@@ -163,26 +164,11 @@ def _wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 60) 
     raise AssertionError(f"no {text!r} from the other user's agent:\n" + "".join(seen))
 
 
-def _squatter(netns: NetNamespace, host: str, port: int) -> subprocess.Popen[str]:
-    """Another OS user listening on one address of the agent's port."""
-    family = "AF_INET6" if ":" in host else "AF_INET"
-    code = (
-        "import socket, sys, time\n"
-        f"s = socket.socket(socket.{family}); s.bind(({host!r}, {port})); s.listen()\n"
-        "print('bound', flush=True); time.sleep(600)\n"
-    )
-    proc = subprocess.Popen([*netns.prefix, "runuser", "-u", OTHER_USER, "--", "/usr/bin/python3",
-                             "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "bound"
-    return proc
-
-
 @pytest.mark.parametrize("held", ["::1", "127.0.0.1"])
 def test_half_bound_slot_is_skipped_and_reported(held: str, pcscd, tmp_path) -> None:
     require_other_user()
     with NetNamespace() as netns:
-        squatter = _squatter(netns, held, SLOT_BASE)
-        try:
+        with squat(netns, held, SLOT_BASE):
             with AgentProcess(pcscd, tmp_path, {}, prefix=netns.prefix, port=None,
                               log_level="INFO") as agent:
                 assert agent.port == SLOT_BASE + 2
@@ -192,16 +178,12 @@ def test_half_bound_slot_is_skipped_and_reported(held: str, pcscd, tmp_path) -> 
                 listening = netns.run("ss", "-Htlnp", capture_output=True, check=True).stdout
                 assert f"127.0.0.1:{SLOT_BASE + 2} " in listening
                 assert f"[::1]:{SLOT_BASE + 2} " in listening
-        finally:
-            squatter.kill()
-            squatter.wait()
 
 
 def test_explicit_port_half_bound_refuses_to_run(pcscd, tmp_path) -> None:
     require_other_user()
     with NetNamespace() as netns:
-        squatter = _squatter(netns, "::1", 30000)
-        try:
+        with squat(netns, "::1", 30000):
             env = {**pcscd.env(), "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "s"),
                    "XDG_CONFIG_HOME": str(tmp_path / "c"),
                    "EID_AGENT_POLICY_FILE": str(tmp_path / "none.json")}
@@ -210,9 +192,6 @@ def test_explicit_port_half_bound_refuses_to_run(pcscd, tmp_path) -> None:
                 "--interaction", "none", "--no-log-file", env=env, capture_output=True,
                 timeout=60, cwd=Path(__file__).resolve().parent.parent,
             )
-        finally:
-            squatter.kill()
-            squatter.wait()
     assert done.returncode == 3, done.stdout + done.stderr
     assert "refusing to serve on port 30000: another program holds [::1]:30000" in done.stderr
     assert "listening" not in done.stdout
