@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PeerOwner", "linux_socket_uid", "peer_owner"]
+__all__ = ["PeerOwner", "find_pid_in_tcp_table", "linux_socket_uid", "peer_owner"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,13 +141,10 @@ def _macos(peer: Endpoint, local: Endpoint) -> PeerOwner:
 
 def _windows_owner_pid(peer: Endpoint, local: Endpoint) -> int | None:
     import ctypes  # noqa: PLC0415
-    import struct  # noqa: PLC0415
     from ctypes import wintypes  # noqa: PLC0415
 
     iphlpapi = ctypes.WinDLL("iphlpapi")  # type: ignore[attr-defined]
-    peer_ip = ipaddress.ip_address(peer[0].split("%", 1)[0])
-    local_ip = ipaddress.ip_address(local[0].split("%", 1)[0])
-    v6 = peer_ip.version == 6
+    v6 = ipaddress.ip_address(peer[0].split("%", 1)[0]).version == 6
     family = 23 if v6 else 2  # AF_INET6, AF_INET
     table_class = 5  # TCP_TABLE_OWNER_PID_ALL
     size = wintypes.DWORD(0)
@@ -161,11 +158,23 @@ def _windows_owner_pid(peer: Endpoint, local: Endpoint) -> int | None:
         buffer = ctypes.create_string_buffer(size.value)
     else:
         return None
-    raw = buffer.raw
+    return find_pid_in_tcp_table(buffer.raw, v6, peer, local)
+
+
+def find_pid_in_tcp_table(raw: bytes, v6: bool, peer: Endpoint, local: Endpoint) -> int | None:
+    """The owning PID of the client's row in a ``MIB_TCP(6)TABLE_OWNER_PID`` buffer.
+
+    Layout (iphlpapi docs): ``DWORD dwNumEntries`` then the rows.
+    MIB_TCPROW_OWNER_PID: state, local addr, local port, remote addr, remote port, pid.
+    MIB_TCP6ROW_OWNER_PID: local addr[16], scope, local port, remote addr[16], scope,
+    remote port, state, pid. Addresses in network order; ports in network byte order in
+    the low 16 bits of their DWORD (its first two bytes in memory).
+    """
+    import struct  # noqa: PLC0415
+
+    peer_ip = ipaddress.ip_address(peer[0].split("%", 1)[0])
+    local_ip = ipaddress.ip_address(local[0].split("%", 1)[0])
     (count,) = struct.unpack_from("<I", raw, 0)
-    # MIB_TCPROW_OWNER_PID: state, local addr, local port, remote addr, remote port, pid
-    # MIB_TCP6ROW_OWNER_PID: local addr[16], scope, local port, remote addr[16], scope,
-    # remote port, state, pid. Ports: network byte order in the low 16 bits (first 2 bytes).
     row = struct.Struct("<16sI4s16sI4sII" if v6 else "<I4s4s4s4sI")
     for index in range(count):
         fields = row.unpack_from(raw, 4 + index * row.size)
@@ -194,11 +203,12 @@ def _windows_user(pid: int | None) -> tuple[int, str] | None:
     target = kernel32.GetCurrentProcessId() if pid is None else pid
     if not kernel32.ProcessIdToSessionId(wintypes.DWORD(target), ctypes.byref(session)):
         return None
+    # HANDLE objects, not ints: without argtypes ctypes would pass a 64-bit handle as an int
     if pid is None:
-        process = kernel32.GetCurrentProcess()
+        process = wintypes.HANDLE(kernel32.GetCurrentProcess())  # the pseudo handle (-1)
     else:
-        process = kernel32.OpenProcess(0x1000, False, wintypes.DWORD(pid))  # QUERY_LIMITED
-        if not process:
+        process = wintypes.HANDLE(kernel32.OpenProcess(0x1000, False, wintypes.DWORD(pid)))
+        if not process.value:  # PROCESS_QUERY_LIMITED_INFORMATION refused: not ours
             return None
     token = wintypes.HANDLE()
     try:

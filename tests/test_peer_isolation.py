@@ -236,3 +236,35 @@ def test_the_stdlib_client_reports_an_unreachable_agent_as_an_error() -> None:
     result = raw_client("127.0.0.1", port, PORTAL, "status")
     assert result["status"] is None and "ConnectionRefused" in result["error"]
     json.dumps(result)
+
+
+def test_windows_tcp_table_rows_are_read_by_their_documented_layout() -> None:
+    """``find_pid_in_tcp_table`` on buffers laid out as iphlpapi documents
+    MIB_TCPTABLE_OWNER_PID / MIB_TCP6TABLE_OWNER_PID (the Windows call itself is untested
+    here: no Windows on this machine)."""
+    import ipaddress
+    import struct
+
+    from agent.peercred import find_pid_in_tcp_table
+
+    def port(number: int) -> bytes:  # network byte order in the DWORD's low 16 bits
+        return number.to_bytes(2, "big") + b"\0\0"
+
+    lo4 = ipaddress.ip_address("127.0.0.1").packed
+    rows4 = [  # state, local, lport, remote, rport, pid
+        struct.pack("<I4s4s4s4sI", 2, lo4, port(24847), b"\0" * 4, port(0), 100),  # listener
+        struct.pack("<I4s4s4s4sI", 5, lo4, port(24847), lo4, port(51000), 100),  # our end
+        struct.pack("<I4s4s4s4sI", 5, lo4, port(51000), lo4, port(24847), 4242),  # client
+    ]
+    table4 = struct.pack("<I", len(rows4)) + b"".join(rows4)
+    peer, local = ("127.0.0.1", 51000), ("127.0.0.1", 24847)
+    assert find_pid_in_tcp_table(table4, False, peer, local) == 4242
+    assert find_pid_in_tcp_table(table4, False, ("127.0.0.1", 51001), local) is None
+    lo6 = ipaddress.ip_address("::1").packed
+    rows6 = [  # local, scope, lport, remote, scope, rport, state, pid
+        struct.pack("<16sI4s16sI4sII", lo6, 0, port(24847), lo6, 0, port(52000), 5, 100),
+        struct.pack("<16sI4s16sI4sII", lo6, 0, port(52000), lo6, 0, port(24847), 5, 777),
+    ]
+    table6 = struct.pack("<I", len(rows6)) + b"".join(rows6)
+    assert struct.calcsize("<16sI4s16sI4sII") == 56  # sizeof(MIB_TCP6ROW_OWNER_PID)
+    assert find_pid_in_tcp_table(table6, True, ("::1", 52000), ("::1", 24847)) == 777

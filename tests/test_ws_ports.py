@@ -1,0 +1,85 @@
+"""Binding the agent's loopback port pair (agent/ws/ports.py) with real sockets.
+
+A half-bound pair (one address held by someone else) is never used: ``bind_pair`` and the
+WebSocket server refuse it instead of falling back to IPv4 only (the old behaviour, which let
+``ws://localhost`` reach a squatter on ``[::1]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+
+import pytest
+
+from agent.ws import serve
+from agent.ws.ports import PortSquattedError, Squat, bind_pair, slot_ports
+from tests.ws_fakes import FakeService
+
+HOSTS = ("127.0.0.1", "::1")
+
+
+def _listener(host: str, port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.bind((host, port))
+    sock.listen()
+    return sock
+
+
+def test_slot_ports_follow_the_agreed_scheme() -> None:
+    assert [slot_ports(k) for k in (0, 1, 7)] == [(24847, 24848), (24849, 24850), (24861, 24862)]
+
+
+def test_port_zero_binds_the_same_port_on_both_addresses() -> None:
+    port, sockets, bound = bind_pair(HOSTS, 0)
+    try:
+        assert bound == list(HOSTS)
+        assert {s.getsockname()[1] for s in sockets} == {port}
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.mark.parametrize("held", HOSTS)
+def test_half_bound_pair_is_refused(held: str) -> None:
+    squatter = _listener(held)
+    port = squatter.getsockname()[1]
+    try:
+        with pytest.raises(PortSquattedError) as info:
+            bind_pair(HOSTS, port)
+        assert info.value.squat == Squat(held, port)
+        # nothing of ours is left bound on the free address
+        other = HOSTS[1] if held == HOSTS[0] else HOSTS[0]
+        _listener(other, port).close()
+    finally:
+        squatter.close()
+
+
+def test_pair_held_on_both_addresses_is_in_use() -> None:
+    first = _listener("127.0.0.1")
+    port = first.getsockname()[1]
+    second = _listener("::1", port)
+    try:
+        with pytest.raises(OSError) as info:
+            bind_pair(HOSTS, port)
+        assert info.value.errno == errno.EADDRINUSE
+        assert not isinstance(info.value, PortSquattedError)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_server_on_a_squatted_port_refuses_to_start() -> None:
+    squatter = _listener("::1")
+    port = squatter.getsockname()[1]
+
+    async def scenario() -> None:
+        with pytest.raises(PortSquattedError):
+            async with serve(FakeService(), port=port, hosts=HOSTS):
+                pass
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        squatter.close()
