@@ -83,3 +83,32 @@ def test_server_on_a_squatted_port_refuses_to_start() -> None:
         asyncio.run(scenario())
     finally:
         squatter.close()
+
+
+def test_refusal_logs_are_rate_limited_and_count_what_they_drop(caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from agent.ws.ratelimit import RateLimitFilter
+
+    log = logging.getLogger("tests.ratelimit")
+    limiter = RateLimitFilter(burst=3, period=0.5)
+    log.addFilter(limiter)
+    try:
+        with caplog.at_level(logging.INFO, logger="tests.ratelimit"):
+            for number in range(100):
+                try:
+                    raise OSError(24, "Too many open files")
+                except OSError:
+                    log.warning("accept failed %d", number, exc_info=True)
+            import time
+
+            time.sleep(0.6)
+            log.warning("accept failed %d", 100)
+    finally:
+        log.removeFilter(limiter)
+    records = [r for r in caplog.records if r.name == "tests.ratelimit"]
+    assert [r.getMessage() for r in records] == [
+        "accept failed 0", "accept failed 1", "accept failed 2",
+        "accept failed 100 [97 similar messages suppressed]",
+    ]
+    assert [r.exc_info is not None for r in records] == [True, False, False, False]

@@ -3,7 +3,8 @@
 A burst of half-open or refused connections must not write a traceback per connection:
 :class:`RateLimitFilter` lets ``burst`` records of one kind (logger name + message template)
 through per ``period`` seconds, drops the rest, and says how many it dropped in the next
-record of that kind that gets through. Records past the first of a kind lose their traceback.
+record of that kind that gets through. Only the first record of a kind in a period keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ class RateLimitFilter(logging.Filter):
         self.period = period
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str], tuple[float, int, int]] = {}  # start, passed, dropped
-        self._seen: set[tuple[str, str]] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.INFO:
@@ -37,11 +37,9 @@ class RateLimitFilter(logging.Filter):
                 self._windows[key] = (start, passed, dropped + 1)
                 return False
             self._windows[key] = (start, passed + 1, 0)
-            first_ever = key not in self._seen
-            self._seen.add(key)
         if dropped:
             record.msg = f"{record.msg} [{dropped} similar messages suppressed]"
-        if not first_ever:
+        if passed:  # one traceback per kind and period is enough
             record.exc_info = None
             record.exc_text = None
         return True
