@@ -22,7 +22,7 @@ import pytest
 
 from agent.emulator.beid import BeidCard
 from agent.emulator.pki import Holder, TestPki, make_card_data
-from agent.peercred import linux_socket_uid
+from agent.peercred import diag_socket_uid, proc_socket_uid
 from agent.ws.ports import SLOT_BASE
 from tests.agent_process import AgentProcess, wait_until
 from tests.peer_support import (
@@ -93,19 +93,37 @@ def test_another_os_user_with_an_approved_origin_is_refused(pki, pcscd, vpcd, tm
     assert "Traceback" not in agent.output
 
 
-def test_socket_owner_is_found_in_proc_net_tcp() -> None:
-    """The lookup itself, both families, for our own uid and for a socket made as nobody."""
+@pytest.mark.parametrize("lookup", [diag_socket_uid, proc_socket_uid])
+def test_socket_owner_lookups_name_the_client_sockets_user(lookup) -> None:  # type: ignore[no-untyped-def]
+    """Both Linux lookups (sock_diag, /proc/net/tcp{,6}), both families, for a client of our
+    own uid and one made by ``nobody``; the server's own row is never taken for the client's."""
+    require_other_user()
+    other_uid = _ids(OTHER_USER)[0]
     for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         with socket.socket(family) as server:
             server.bind((host, 0))
             server.listen()
+            ours = server.getsockname()[:2]
             with socket.socket(family) as client:
-                client.connect(server.getsockname()[:2])
+                client.connect(ours)
                 conn, peer = server.accept()
                 with conn:
-                    assert linux_socket_uid(peer[:2], conn.getsockname()[:2]) == os.geteuid()
-                    # the server's own (reversed) row is not taken for the client's
-                    assert linux_socket_uid(conn.getsockname()[:2], (host, 1)) is None
+                    assert lookup(peer[:2], conn.getsockname()[:2]) == os.geteuid()
+                    assert lookup((host, 1), conn.getsockname()[:2]) is None
+            code = ("import socket, sys, time\n"
+                    f"c = socket.create_connection(({host!r}, {ours[1]}))\n"
+                    "print('ok', flush=True); sys.stdin.read()\n")
+            theirs = subprocess.Popen(["runuser", "-u", OTHER_USER, "--", "/usr/bin/python3", "-c",
+                                       code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True)
+            try:
+                assert theirs.stdout is not None and theirs.stdout.readline().strip() == "ok"
+                conn, peer = server.accept()
+                with conn:
+                    assert lookup(peer[:2], conn.getsockname()[:2]) == other_uid
+            finally:
+                theirs.kill()
+                theirs.wait()
 
 
 @pytest.mark.pcsc
