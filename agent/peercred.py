@@ -19,6 +19,8 @@ two endpoints: the client's socket is the row whose local address is the peer's
   check treats as "not the same user". NOT exercised by the test suite (no macOS here).
 
 Every failure to find the owner counts as "another user": the check fails closed.
+:data:`LOOKUP_IS_CHEAP` says whether a lookup may run on the event loop (Linux) or belongs in
+a worker thread (``lsof`` takes tens of milliseconds).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Endpoint = tuple[str, int]
+LOOKUP_IS_CHEAP = sys.platform.startswith("linux")
 
 
 @dataclass(frozen=True)

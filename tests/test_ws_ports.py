@@ -112,3 +112,41 @@ def test_refusal_logs_are_rate_limited_and_count_what_they_drop(caplog) -> None:
         "accept failed 100 [97 similar messages suppressed]",
     ]
     assert [r.exc_info is not None for r in records] == [True, False, False, False]
+
+
+@pytest.mark.parametrize("cheap", [True, False])
+def test_peer_lookup_on_the_loop_or_in_a_thread(cheap: bool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Linux looks the peer up at accept; other systems (lsof, TCP table) in a worker thread
+    once the request is in. Either way our own user gets through, another gets a bare 403."""
+    import websockets
+    from websockets.exceptions import InvalidStatus
+
+    import agent.ws.server as server_module
+    from agent.peercred import PeerOwner
+
+    monkeypatch.setattr(server_module, "LOOKUP_IS_CHEAP", cheap)
+    verdicts: list[bool] = [True]
+    real = server_module.peer_owner
+
+    def owner(peer, local):  # type: ignore[no-untyped-def]
+        found = real(peer, local)
+        assert found.same_user  # the real lookup sees this test's own socket
+        return found if verdicts[0] else PeerOwner(False, "uid 65534")
+
+    monkeypatch.setattr(server_module, "peer_owner", owner)
+
+    async def scenario() -> None:
+        async with serve(FakeService(), port=0, hosts=("127.0.0.1",)) as server:
+            url = f"ws://127.0.0.1:{server.port}"
+            async with websockets.connect(url, origin="https://a.example") as ws:
+                await ws.send('{"jsonrpc":"2.0","id":1,"method":"status"}')
+                assert "result" in await ws.recv()
+            verdicts[0] = False
+            with pytest.raises(InvalidStatus) as info:
+                async with websockets.connect(url, origin="https://a.example"):
+                    pass
+            assert info.value.response.status_code == 403
+            assert "Server" not in info.value.response.headers
+            assert info.value.response.body == b"Forbidden\n"
+
+    asyncio.run(scenario())

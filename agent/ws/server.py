@@ -36,7 +36,7 @@ from websockets.http11 import Request, Response
 
 from agent import __version__
 from agent.errors import OriginNotAllowedError
-from agent.peercred import PeerOwner, peer_owner
+from agent.peercred import LOOKUP_IS_CHEAP, PeerOwner, peer_owner
 from agent.ws import ratelimit
 from agent.ws.handshake import HandshakeRefused, check_bind_host, check_host, check_origin
 from agent.ws.ports import Reservation, bind_pair
@@ -212,9 +212,10 @@ class WsServer:
 
     def _admit(self, connection: _GuardedConnection, transport: Any) -> None:
         """At accept: whose socket is it, and is there room for another handshake?"""
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        owner = peer_owner(peer[:2], local[:2]) if peer and local else PeerOwner(False, "unknown")
+        if not LOOKUP_IS_CHEAP:  # looked up in a thread when the request is in
+            self._handshaking_add(connection, transport)
+            return
+        owner = _lookup(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
         connection.owner = owner
         if not owner.same_user:
             if len(self._foreign) >= MAX_FOREIGN:
@@ -223,6 +224,9 @@ class WsServer:
                 return
             self._foreign.add(connection)
             return
+        self._handshaking_add(connection, transport)
+
+    def _handshaking_add(self, connection: _GuardedConnection, transport: Any) -> None:
         if len(self._handshaking) >= self.max_handshakes:
             refusals.warning("dropped a connection: %d handshakes unfinished", len(self._handshaking))
             transport.abort()
@@ -233,8 +237,15 @@ class WsServer:
         self._handshaking.discard(connection)  # type: ignore[arg-type]
         self._foreign.discard(connection)  # type: ignore[arg-type]
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         owner: PeerOwner | None = getattr(connection, "owner", None)
+        if owner is None and not LOOKUP_IS_CHEAP:
+            owner = await asyncio.to_thread(
+                _lookup, connection.remote_address, connection.local_address
+            )
+            connection.owner = owner  # type: ignore[attr-defined]
         if owner is None or not owner.same_user:
             # Another OS user: no reason, no version, nothing about origins or cards.
             refusals.warning(
@@ -309,6 +320,12 @@ class _GuardedConnection(ServerConnection):
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard._done_handshaking(self)
         super().connection_lost(exc)
+
+
+def _lookup(peer: Any, local: Any) -> PeerOwner:
+    if not peer or not local:
+        return PeerOwner(False, "unknown")
+    return peer_owner(peer[:2], local[:2])
 
 
 def _host_of(sock: socket.socket) -> str:
