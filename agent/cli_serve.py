@@ -203,7 +203,7 @@ def squat_warning(squat: Any, used_port: int) -> str:
 
 def _port_taken(config: Any, exc: OSError) -> int:
     """A second agent at the same login (or another program) holds the port: say so, exit 3."""
-    from agent.ws.ports import NoFreeSlotError, PortSquattedError
+    from agent.ws.ports import AlreadyRunningError, NoFreeSlotError, PortSquattedError
 
     if isinstance(exc, PortSquattedError):
         print(
@@ -212,6 +212,9 @@ def _port_taken(config: Any, exc: OSError) -> int:
             "that program instead of the agent. Stop it, or choose another --port.",
             file=sys.stderr,
         )
+        return 3
+    if isinstance(exc, AlreadyRunningError):
+        print(f"eid-agent: already running for this user (port {exc.port})", file=sys.stderr)
         return 3
     if isinstance(exc, NoFreeSlotError):
         held = ", ".join(str(s) for s in exc.squats)

@@ -286,3 +286,26 @@ def test_windows_tcp_table_rows_are_read_by_their_documented_layout() -> None:
     table6 = struct.pack("<I", len(rows6)) + b"".join(rows6)
     assert struct.calcsize("<16sI4s16sI4sII") == 56  # sizeof(MIB_TCP6ROW_OWNER_PID)
     assert find_pid_in_tcp_table(table6, True, ("::1", 52000), ("::1", 24847)) == 777
+
+
+@pytest.mark.pcsc
+def test_a_second_agent_of_the_same_user_does_not_take_another_slot(pcscd, tmp_path) -> None:
+    """Slot 0 held by this user's own agent: the second one exits (it would fight the first
+    over the readers), while another user's agent in slot 0 is skipped (previous test)."""
+    with NetNamespace() as netns:
+        first_home = tmp_path / "first"
+        first_home.mkdir()
+        with AgentProcess(pcscd, first_home, {}, prefix=netns.prefix, port=None) as first:
+            assert first.port == SLOT_BASE
+            env = {**pcscd.env(), "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "s"),
+                   "XDG_CONFIG_HOME": str(tmp_path / "c"),
+                   "EID_AGENT_POLICY_FILE": str(tmp_path / "none.json")}
+            done = netns.run(
+                sys.executable, "-m", "agent", "serve", "--no-tray", "--interaction", "none",
+                "--no-log-file", env=env, capture_output=True, timeout=60,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            assert first.proc.poll() is None
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"already running for this user (port {SLOT_BASE})" in done.stderr
+    assert "listening" not in done.stdout

@@ -7,7 +7,10 @@ the first free *slot* of a fixed range (documented in docs/protocol.md and docs/
 
 A slot is used only when both of its ports can be bound on every loopback address
 (127.0.0.1 and ::1). A slot whose ports are held on all addresses belongs to someone else
-(usually another user's agent) and is skipped quietly. A *half-bound* slot, where one
+(usually another user's agent) and is skipped quietly, unless it is this user's own agent
+(it answers us with its ``Server: eid-agent`` header, where another user's agent gives a bare
+403): then a second agent would fight the first over the readers, so :func:`reserve` raises
+:class:`AlreadyRunningError`. A *half-bound* slot, where one
 address is held by someone else and the other is free, is never used: a page that reaches
 the agent by ``ws://localhost`` could land on the other program. It is reported in
 :attr:`Reservation.squats` so the user can be told, visibly, and the next slot is tried.
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "SLOT_BASE",
     "SLOT_COUNT",
+    "AlreadyRunningError",
     "NoFreeSlotError",
     "PortSquattedError",
     "Reservation",
@@ -69,6 +73,38 @@ class PortSquattedError(OSError):
     def __init__(self, squat: Squat) -> None:
         super().__init__(errno.EADDRINUSE, f"something else holds {squat}")
         self.squat = squat
+
+
+class AlreadyRunningError(OSError):
+    """This user's agent already serves on ``port``."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"eid-agent already runs for this user on port {port}")
+        self.port = port
+
+
+def own_agent_answers(port: int, timeout: float = 2.0) -> bool:
+    """Does an eid-agent of this OS user listen on 127.0.0.1:``port``?
+
+    A bare ``GET /`` without Origin: this user's agent refuses it with its ``Server`` header,
+    another user's agent with a bare 403 (it tells other users nothing), other programs
+    with anything else.
+    """
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as probe:
+            probe.sendall(
+                f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+            )
+            answer = b""
+            while b"\r\n\r\n" not in answer and len(answer) < 8192:
+                chunk = probe.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+    except OSError:
+        return False
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    return b"\r\nserver: eid-agent/" in head
 
 
 class NoFreeSlotError(OSError):
@@ -200,6 +236,7 @@ def reserve(hosts: Sequence[str], port: int | None = None) -> Reservation:
     Raises:
         PortSquattedError: the explicit ``port`` is half-bound.
         OSError(EADDRINUSE): the explicit ``port`` is in use on every address.
+        AlreadyRunningError: this user's agent holds a slot already.
         NoFreeSlotError: no slot of the range is free.
     """
     if port is not None:
@@ -227,6 +264,8 @@ def reserve(hosts: Sequence[str], port: int | None = None) -> Reservation:
         except OSError as exc:
             if exc.errno not in _IN_USE:
                 raise
+            if own_agent_answers(ws_port):
+                raise AlreadyRunningError(ws_port) from None
             logger.info("ports %d/%d are in use (another user's agent?): next slot", ws_port, wss_port)
             continue
         reservation.slot = slot
