@@ -30,8 +30,9 @@ APT_PACKAGES=(
   wixl msitools
   # validating the generated autostart entry
   desktop-file-utils systemd
-  # private pcscd for fault tests: unshare/nsenter; ps
-  util-linux procps iproute2 git make
+  # private pcscd for fault tests: unshare/nsenter; ps; peer-isolation tests: runuser, prlimit
+  # (util-linux), ip/ss in a private network namespace (iproute2), dbus-monitor (dbus-bin)
+  util-linux procps iproute2 dbus-bin git make
 )
 
 missing=()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.core.control import Notice
 from agent.core.interaction import UserInteraction
 
 logger = logging.getLogger(__name__)
@@ -72,20 +73,27 @@ def build_config(args: argparse.Namespace) -> Any:
         policy = dataclasses.replace(
             policy, allowed_origins=tuple(policy.allowed_origins) + tuple(args.allow_origin)
         )
-    port = policy.port or args.port
-    config = AgentConfig(port=port, policy=policy, log_level=args.log_level)
+    # An explicit port (machine policy, --port) is used as is or not at all; without one
+    # the agent takes the first free slot of the fixed range (agent.ws.ports).
+    explicit = policy.port or args.port
+    args.port_explicit = explicit is not None
+    config = AgentConfig(policy=policy, log_level=args.log_level)
+    if explicit is not None:
+        config = dataclasses.replace(config, port=explicit)
     if args.config_dir:
         config = dataclasses.replace(config, config_dir=Path(args.config_dir))
     return config
 
 
 def _log_to_file(config: Any) -> None:
+    from agent.logging import private_file_handler
+
     try:
-        config.log_dir.mkdir(parents=True, exist_ok=True)
+        config.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handler = private_file_handler(config.log_dir / "eid-agent.log")
     except OSError as exc:
-        logger.warning("no log folder %s: %s", config.log_dir, exc)
+        logger.warning("no log file in %s: %s", config.log_dir, exc)
         return
-    handler = logging.FileHandler(config.log_dir / "eid-agent.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
 
@@ -96,19 +104,33 @@ async def run_agent(
     *,
     ready: Callable[[Any, Any], None] | None = None,
     stop: asyncio.Event | None = None,
+    port_explicit: bool = True,
+    allow_http_loopback: bool = False,
 ) -> None:
-    """Serve until ``stop`` is set (or the task is cancelled)."""
+    """Serve until ``stop`` is set (or the task is cancelled).
+
+    ``port_explicit``: serve on ``config.port`` or fail; otherwise take a free slot.
+    """
     from agent.app.memory import release_free_memory
     from agent.core.service import AgentService
     from agent.pcsc import PcscBackend
-    from agent.ws import serve
+    from agent.ws import DEFAULT_HOSTS, serve
+    from agent.ws.ports import reserve
 
+    reservation = reserve(DEFAULT_HOSTS, config.port if port_explicit else None)
+    for squat in reservation.squats:
+        warning = squat_warning(squat, reservation.ws_port)
+        logger.warning("%s", warning)
+        print(f"eid-agent: WARNING: {warning}", file=sys.stderr, flush=True)
+    config = dataclasses.replace(config, port=reservation.ws_port)
     backend = PcscBackend()
     service = AgentService(backend, interaction, config=config, on_idle=release_free_memory)
     stop = stop or asyncio.Event()
     await service.start()
     try:
-        async with serve(service, port=config.port) as server:
+        async with serve(
+            service, reservation=reservation, allow_http_loopback=allow_http_loopback
+        ) as server:
             print(
                 f"eid-agent {__version__} listening on ws://127.0.0.1:{server.port}",
                 flush=True,
@@ -132,8 +154,8 @@ def run(args: argparse.Namespace) -> int:
     interaction = make_interaction(args.interaction, args.script, config.log_dir)
     use_tray = not args.no_tray and has_display() and _session_bus()
     if not use_tray:
-        return _serve_in_foreground(config, interaction)
-    return _serve_with_tray(config, interaction)
+        return _serve_in_foreground(config, interaction, args)
+    return _serve_with_tray(config, interaction, args)
 
 
 def _session_bus() -> bool:
@@ -150,11 +172,18 @@ def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Even
             loop.add_signal_handler(sig, stop.set)
 
 
-def _serve_in_foreground(config: Any, interaction: UserInteraction) -> int:
+def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "port_explicit": getattr(args, "port_explicit", True),
+        "allow_http_loopback": getattr(args, "allow_http_loopback", False),
+    }
+
+
+def _serve_in_foreground(config: Any, interaction: UserInteraction, args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         _install_signal_handlers(asyncio.get_running_loop(), stop)
-        await run_agent(config, interaction, stop=stop)
+        await run_agent(config, interaction, stop=stop, **_serve_options(args))
 
     try:
         asyncio.run(main())
@@ -163,8 +192,38 @@ def _serve_in_foreground(config: Any, interaction: UserInteraction) -> int:
     return 0
 
 
+def squat_warning(squat: Any, used_port: int) -> str:
+    """What the user is told when another program holds one address of a slot."""
+    return (
+        f"another program holds {squat} (the agent's address); a page could reach it "
+        f"instead of the agent, so the agent uses port {used_port}. Find and stop that program."
+    )
+
+
 def _port_taken(config: Any, exc: OSError) -> int:
     """A second agent at the same login (or another program) holds the port: say so, exit 3."""
+    from agent.ws.ports import AlreadyRunningError, NoFreeSlotError, PortSquattedError
+
+    if isinstance(exc, PortSquattedError):
+        print(
+            f"eid-agent: refusing to serve on port {config.port}: another program holds "
+            f"{exc.squat} while the other loopback address is free, so a page could reach "
+            "that program instead of the agent. Stop it, or choose another --port.",
+            file=sys.stderr,
+        )
+        return 3
+    if isinstance(exc, AlreadyRunningError):
+        print(f"eid-agent: already running for this user (port {exc.port})", file=sys.stderr)
+        return 3
+    if isinstance(exc, NoFreeSlotError):
+        held = ", ".join(str(s) for s in exc.squats)
+        print(
+            f"eid-agent: {exc.strerror} (agents of other users, or other programs"
+            + (f"; half-held by another program: {held}" if held else "")
+            + "). Use --port to choose one.",
+            file=sys.stderr,
+        )
+        return 3
     if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
         print(
             f"eid-agent: port {config.port} is in use (is the agent already running?)",
@@ -174,13 +233,13 @@ def _port_taken(config: Any, exc: OSError) -> int:
     raise exc
 
 
-def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
+def _serve_with_tray(config: Any, interaction: UserInteraction, args: argparse.Namespace) -> int:
     """pystray keeps the main thread; the agent's event loop runs on another."""
     try:
         from tray.icon import TrayApp
     except ImportError as exc:
         logger.warning("no tray icon (%s); serving without it", exc)
-        return _serve_in_foreground(config, interaction)
+        return _serve_in_foreground(config, interaction, args)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     started = threading.Event()
@@ -188,12 +247,16 @@ def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
 
     def ready(service: Any, server: Any) -> None:
         holder["service"] = service
+        holder["squats"] = list(server.reservation.squats) if server.reservation else []
+        holder["port"] = server.port
         started.set()
 
     def agent_thread() -> None:
         asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(run_agent(config, interaction, ready=ready, stop=stop))
+            loop.run_until_complete(
+                run_agent(config, interaction, ready=ready, stop=stop, **_serve_options(args))
+            )
         except OSError as exc:
             holder["error"] = exc
         except Exception:
@@ -214,6 +277,8 @@ def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
             loop.call_soon_threadsafe(stop.set)
 
     app = TrayApp(service, _Autostart())
+    for squat in holder.get("squats", []):  # shown once the icon is up
+        app.notify_on_start(Notice.PORT_TAKEN, squat_warning(squat, holder["port"]))
     # Quit in the tray calls service.shutdown(); SIGTERM stops the icon the same way.
     def on_sigterm(*_: object) -> None:
         service.shutdown()
@@ -247,8 +312,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``serve`` (the emulator's ``demo`` takes them too)."""
     from agent.core.config import DEFAULT_PORT
 
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"WebSocket port (default {DEFAULT_PORT}; machine policy wins)")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"WebSocket port (default: the first free of {DEFAULT_PORT}, "
+                             f"{DEFAULT_PORT + 2}, ... {DEFAULT_PORT + 14}; machine policy wins)")
+    parser.add_argument("--allow-http-loopback", action="store_true",
+                        help="accept pages from http://localhost, 127.0.0.1, [::1] (development)")
     parser.add_argument("--interaction", choices=INTERACTIONS, default="auto",
                         help="how to ask the user: Qt dialogs, the terminal, a test script")
     parser.add_argument("--script", type=Path, help="answers for --interaction scripted (tests only)")

@@ -31,7 +31,7 @@ def normalize_origin(origin: str) -> str:
     if not isinstance(origin, str) or len(origin) > 255:
         raise OriginNotAllowedError("not a valid origin")
     text = origin.strip().lower()
-    match = _ORIGIN.match(text)
+    match = _ORIGIN.fullmatch(text)
     if match is None:
         raise OriginNotAllowedError(f"not a valid origin: {origin!r}")
     scheme, host, port = match["scheme"], match["host"], match["port"]

@@ -96,7 +96,7 @@ def validate_nonce(nonce: object) -> str:
         raise InvalidArgumentError(
             f"challengeNonce must be {NONCE_MIN_LENGTH} to {NONCE_MAX_LENGTH} characters long"
         )
-    if not _NONCE.match(nonce):
+    if not _NONCE.fullmatch(nonce):  # fullmatch: `$` alone accepts a trailing newline
         raise InvalidArgumentError("challengeNonce must be base64 text")
     return nonce
 

@@ -2,7 +2,7 @@
 against the real WebSocket server with the fake service.
 
 The test page is served from http://127.0.0.1:<port> (a localhost origin, which the
-agent allows over plain http), so the browser sends its real Origin header.
+agent allows over plain http with its developer switch), so the browser sends its real Origin header.
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ class AgentThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
 
     def start(self, port: int = 0) -> int:
-        self.server = WsServer(self.service, port=port, hosts=("127.0.0.1",))
+        self.server = WsServer(
+            self.service, port=port, hosts=("127.0.0.1",), allow_http_loopback=True
+        )
         self.run(self.server.start())
         return self.server.port
 

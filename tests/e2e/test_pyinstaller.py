@@ -173,7 +173,8 @@ class FrozenAgent:
         self.serving_after: float | None = None
         self.proc = subprocess.Popen(
             [exe, "--log-level", "INFO", "serve", "--port", str(self.port), "--no-tray",
-             "--interaction", "none", "--allow-origin", "http://localhost"],
+             "--interaction", "none", "--allow-origin", "http://localhost",
+             "--allow-http-loopback"],
             env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.lines: list[str] = []

@@ -35,7 +35,7 @@ def _start(display: str, pcscd, tmp_path: Path) -> tuple[subprocess.Popen[str], 
                EID_AGENT_POLICY_FILE=str(tmp_path / "no-policy.json"))
     proc = subprocess.Popen(
         ["dbus-run-session", "--", sys.executable, "-m", "agent", "--log-level", "INFO",
-         "serve", "--port", str(port), "--allow-origin", "http://localhost"],
+         "serve", "--port", str(port), "--allow-origin", "http://localhost", "--allow-http-loopback"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []
