@@ -17,8 +17,8 @@ import pytest
 
 from agent.core.control import Notice
 from agent.ws.ports import SLOT_BASE
-from tests.peer_support import NetNamespace, require_other_user, squat
 from tests.e2e.test_tray import needs_x, wait_for, x_display  # noqa: F401
+from tests.peer_support import NetNamespace, require_other_user, squat
 from tests.tray_fakes import FakeControl
 from tray.icon import TrayApp
 
