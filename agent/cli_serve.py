@@ -98,8 +98,9 @@ async def run_agent(
     *,
     ready: Callable[[Any, Any], None] | None = None,
     stop: asyncio.Event | None = None,
+    wss: WssOptions | None = None,
 ) -> None:
-    """Serve until ``stop`` is set (or the task is cancelled)."""
+    """Serve until ``stop`` is set (or the task is cancelled); ``wss://`` beside ``ws://``."""
     from agent.core.service import AgentService
     from agent.pcsc import PcscBackend
     from agent.ws import serve
@@ -109,7 +110,9 @@ async def run_agent(
     stop = stop or asyncio.Event()
     await service.start()
     try:
-        async with serve(service, port=config.port) as server:
+        async with serve(service, port=config.port) as server, _wss(
+            service, config, server.port, wss
+        ):
             print(
                 f"eid-agent {__version__} listening on ws://127.0.0.1:{server.port}",
                 flush=True,
@@ -126,6 +129,58 @@ async def run_agent(
         await service.stop()
 
 
+@dataclasses.dataclass(frozen=True)
+class WssOptions:
+    """The ``wss://`` listener: on the port after the ws port (24848 by default).
+
+    ``trust``: ``auto`` adds a newly made CA to this user's browser trust stores (and swaps
+    it on renewal); ``none`` leaves the stores alone (``eid-agent install-certificate``).
+    """
+
+    enabled: bool = True
+    port: int | None = None
+    trust: str = "auto"
+
+
+@contextlib.asynccontextmanager
+async def _wss(service: Any, config: Any, ws_port: int, options: WssOptions | None) -> Any:
+    """The TLS listener, or nothing (disabled, or its port taken: ws:// still serves)."""
+    options = options or WssOptions()
+    if not options.enabled:
+        yield None
+        return
+    from agent import localca
+    from agent.ws import serve
+
+    tls = await asyncio.to_thread(localca.ensure, config.config_dir)
+    if tls.created and options.trust == "auto":
+        from agent import truststore
+
+        await asyncio.to_thread(truststore.install_for_user, tls)
+    port = options.port if options.port is not None else ws_port + 1
+    server = serve(service, port=port, ssl_context=tls.context())
+    try:
+        await server.start()
+    except OSError as exc:
+        logger.warning("no wss:// listener on port %d: %s (ws:// still serves)", port, exc)
+        yield None
+        return
+    try:
+        print(
+            f"eid-agent {__version__} listening on wss://127.0.0.1:{server.port}"
+            f" (local CA SHA-256 {tls.ca_fingerprint}, certificate expires"
+            f" {tls.expires:%Y-%m-%d})",
+            flush=True,
+        )
+        yield server
+    finally:
+        await server.close()
+
+
+def _wss_options(args: argparse.Namespace) -> WssOptions:
+    return WssOptions(enabled=args.wss, port=args.wss_port, trust=args.trust_store)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     config = build_config(args)
     if args.log_file:
@@ -133,8 +188,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     interaction = make_interaction(args.interaction, args.script, config.log_dir)
     use_tray = not args.no_tray and has_display() and _session_bus()
     if not use_tray:
-        return _serve_in_foreground(config, interaction)
-    return _serve_with_tray(config, interaction)
+        return _serve_in_foreground(config, interaction, _wss_options(args))
+    return _serve_with_tray(config, interaction, _wss_options(args))
 
 
 def _session_bus() -> bool:
@@ -151,11 +206,13 @@ def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Even
             loop.add_signal_handler(sig, stop.set)
 
 
-def _serve_in_foreground(config: Any, interaction: UserInteraction) -> int:
+def _serve_in_foreground(
+    config: Any, interaction: UserInteraction, wss: WssOptions | None = None
+) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         _install_signal_handlers(asyncio.get_running_loop(), stop)
-        await run_agent(config, interaction, stop=stop)
+        await run_agent(config, interaction, stop=stop, wss=wss)
 
     try:
         asyncio.run(main())
@@ -175,13 +232,15 @@ def _port_taken(config: Any, exc: OSError) -> int:
     raise exc
 
 
-def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
+def _serve_with_tray(
+    config: Any, interaction: UserInteraction, wss: WssOptions | None = None
+) -> int:
     """pystray keeps the main thread; the agent's event loop runs on another."""
     try:
         from tray.icon import TrayApp
     except ImportError as exc:
         logger.warning("no tray icon (%s); serving without it", exc)
-        return _serve_in_foreground(config, interaction)
+        return _serve_in_foreground(config, interaction, wss)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     started = threading.Event()
@@ -194,7 +253,7 @@ def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
     def agent_thread() -> None:
         asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(run_agent(config, interaction, ready=ready, stop=stop))
+            loop.run_until_complete(run_agent(config, interaction, ready=ready, stop=stop, wss=wss))
         except OSError as exc:
             holder["error"] = exc
         except Exception:
@@ -298,6 +357,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-dir", help="the user's settings folder (default: per platform)")
     parser.add_argument("--no-log-file", dest="log_file", action="store_false",
                         help="log to the terminal only, not to the log folder")
+    parser.add_argument("--no-wss", dest="wss", action="store_false",
+                        help="no wss:// listener (ws:// only)")
+    parser.add_argument("--wss-port", type=int, default=None,
+                        help="wss:// port (default: the ws port + 1, i.e. 24848)")
+    parser.add_argument("--trust-store", choices=("auto", "none"), default="auto",
+                        help="auto: add a new local CA to this user's browser trust stores")
 
 
 def add_parser(subparsers: Any) -> None:

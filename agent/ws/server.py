@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Protocol
@@ -83,6 +84,7 @@ class WsServer:
         max_message_size: int = MAX_MESSAGE_SIZE,
         max_pending: int = MAX_PENDING,
         ping_interval: float | None = 20.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not hosts:
             raise ValueError("no address to bind")
@@ -93,6 +95,8 @@ class WsServer:
         self.max_message_size = max_message_size
         self.max_pending = max_pending
         self.ping_interval = ping_interval
+        self.ssl_context = ssl_context
+        """With a context the listener is ``wss://`` (same handler and checks; Host names its port)."""
         self.bound: list[str] = []
         self._servers: list[Server] = []
         self._connections: set[ServerConnection] = set()
@@ -116,6 +120,7 @@ class WsServer:
                     max_size=self.max_message_size * HARD_SIZE_FACTOR,
                     ping_interval=self.ping_interval,
                     server_header=f"eid-agent/{__version__}",
+                    ssl=self.ssl_context,
                 )
             except OSError as exc:
                 if host == "::1" and self._servers:
@@ -133,7 +138,10 @@ class WsServer:
         if not self._servers:
             assert first_error is not None
             raise first_error
-        logger.info("listening on %s, port %d", ", ".join(self.bound), self.port)
+        logger.info(
+            "listening on %s, port %d%s", ", ".join(self.bound), self.port,
+            " (wss)" if self.ssl_context else "",
+        )
 
     async def close(self) -> None:
         """Stop listening and close every connection (1001); sessions get closed."""
@@ -281,6 +289,7 @@ def serve(
 ) -> WsServer:
     """Build the server; use as ``async with serve(service, port=...) as server: ...``.
 
-    ``limits``: ``max_connections``, ``max_message_size``, ``max_pending``, ``ping_interval``.
+    ``limits``: ``max_connections``, ``max_message_size``, ``max_pending``, ``ping_interval``;
+    ``ssl_context`` makes it the ``wss://`` listener.
     """
     return WsServer(service, port=port, hosts=hosts, **limits)
