@@ -419,7 +419,8 @@ def test_every_language_has_every_string() -> None:
     for lang in ("nl", "fr", "de"):
         assert set(strings["en"]) == set(strings[lang]), lang
         for key, text in strings["en"].items():
-            assert set(re.findall(r"\{\w+\}", text)) == set(re.findall(r"\{\w+\}", strings[lang][key])), (lang, key)
+            placeholders = set(re.findall(r"\{\w+\}", strings[lang][key]))
+            assert set(re.findall(r"\{\w+\}", text)) == placeholders, (lang, key)
         assert strings[lang]["loginButton"] != strings["en"]["loginButton"]  # really translated
     html = "".join((STATIC / name).read_text(encoding="utf-8") for name in
                    ("index.html", "phone.html", "portal.js", "phone.js"))

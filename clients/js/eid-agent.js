@@ -256,8 +256,11 @@ export class EidAgent {
    * @param {import("./eid-agent").EidAgentOptions} [options]
    */
   constructor(options = {}) {
-    this.endpoints = agentEndpoints(options);
     this.transport = options.transport ?? "auto";
+    // With transport "wss", ws:// is still probed: an answer there (never used) shows that the
+    // agent runs and only its certificate is the problem.
+    this.endpoints = agentEndpoints(
+      this.transport === "wss" ? { ...options, transport: "auto" } : options);
     /** The URL of the open connection (or the first endpoint before connecting). */
     this.url = this.endpoints[0]?.url ?? DEFAULT_URL;
     /** The endpoint in use: {url, secure, slot}, and `certificateTrusted` when known. */
