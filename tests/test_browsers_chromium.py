@@ -69,7 +69,8 @@ def portal_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCa:
 @dataclass
 class PublicPortal:
     server: PortalServer
-    home: Path  # HOME of the browser: its NSS database trusts the portal's CA
+    ca: TestCa
+    home: Path | None = None  # HOME of the browser (= the agent's: one desktop user)
 
     @property
     def app(self) -> PortalApp:
@@ -88,8 +89,6 @@ class PublicPortal:
 def portal(pki: TestPki, portal_ca: TestCa, tmp_path: Path) -> Iterator[PublicPortal]:
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed")
-    home = tmp_path / "browser-home"
-    nss_trust(home / ".pki" / "nssdb", {"eid-agent test portal CA": portal_ca.ca_cert})
     clock = AdjustableClock()
 
     def make_app(origins: list[str]) -> PortalApp:
@@ -102,7 +101,7 @@ def portal(pki: TestPki, portal_ca: TestCa, tmp_path: Path) -> Iterator[PublicPo
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield PublicPortal(httpd, home)
+        yield PublicPortal(httpd, portal_ca)
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -116,11 +115,17 @@ def agent(pcscd: PrivatePcscd, portal: PublicPortal, tmp_path: Path) -> Iterator
     process = AgentProcess(pcscd, home, {"pins": [PIN, PIN], "consents": ["allow-once"]},
                            allow_origins=(portal.origin,))
     portal.app.agent_url = process.url
+    portal.server.agent_urls = [process.wss_url, process.url]
+    # The browser runs as the same user: the agent added its CA to $HOME/.pki/nssdb at first start
+    # (as its installer does); the portal's test CA goes there too, as any site's CA would be.
+    portal.home = home
+    nss_trust(home / ".pki" / "nssdb", {"eid-agent test portal CA": portal.ca.ca_cert})
     yield process
     print(f"--- agent output ---\n{process.stop()[-30000:]}")
 
 
 def launch(playwright: Any, portal: PublicPortal, *, display: str | None = None) -> Any:
+    assert portal.home is not None
     env = {**os.environ, "HOME": str(portal.home)}
     if display:
         env["DISPLAY"] = display
@@ -151,13 +156,15 @@ def register(page: Any, portal: PublicPortal, prefix: str) -> None:
     from playwright.sync_api import expect
 
     expect(page.locator("#agent-line")).to_have_attribute("data-state", "running", timeout=WAIT)
+    # over wss://: the agent's CA is trusted in the user's NSS database
+    expect(page.locator("#agent-line")).to_have_attribute("data-transport", "wss")
     expect(page.locator("#readers li[data-state=card]")).to_have_count(1, timeout=WAIT)
     page.click("#login")
     expect_step(page, "details")
     holder = Holder()
     expect(page.locator("#user-name")).to_have_text(f"{holder.given_names} {holder.surname}")
     fill_details(page)
-    enter_code(page, phone_code(page, portal))  # type: ignore[arg-type]
+    enter_code(page, phone_code(page, portal))  # type: ignore[arg-type]  # needs .origin only
     expect_step(page, "sign")
     page.click("#sign")
     expect_step(page, "done")

@@ -209,7 +209,8 @@ export async function needsLocalAccessPrompt() {
 export function agentEndpoints(options = {}) {
   const given = options.urls ?? (options.url ? [options.url] : null);
   if (given) {
-    return given.map((url, index) => ({ url, secure: url.startsWith("wss:"), slot: index }));
+    // One agent at given URLs (e.g. its wss:// and ws:// pair): one slot.
+    return given.map((url) => ({ url, secure: url.startsWith("wss:"), slot: 0 }));
   }
   const host = options.host ?? "127.0.0.1";
   const base = options.basePort ?? DEFAULT_BASE_PORT;
@@ -620,5 +621,7 @@ export const readIdentity = (options) => agent().readIdentity(options);
 export const pinStatus = (options) => agent().pinStatus(options);
 export const changePin = (options) => agent().changePin(options);
 export const onEvent = (callback) => agent().onEvent(callback);
+/** The shared agent's endpoint in use ({url, secure, slot, certificateTrusted}), or null. */
+export const connectedEndpoint = () => defaultAgent?.endpoint ?? null;
 /** Alias of onEvent. */
 export const subscribe = onEvent;

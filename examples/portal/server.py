@@ -192,6 +192,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     "agentUrl": self.app.agent_url,
                     "agentBasePort": _agent_base_port(self.app.agent_url),
                     "agentSlots": self.server.agent_slots,
+                    "agentUrls": self.server.agent_urls,
                     "siteOrigin": self.app.site_origin,
                     "lang": pick_language(self.headers.get("Accept-Language"),
                                           self._cookie(LANG_COOKIE)),
@@ -263,6 +264,7 @@ class PortalServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     app: PortalApp
     agent_slots: int = AGENT_SLOTS
+    agent_urls: list[str] | None = None  # explicit agent URLs instead of the slot range
 
 
 def local_origins(host: str, port: int, scheme: str = "http") -> list[str]:

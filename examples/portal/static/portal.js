@@ -224,6 +224,7 @@ function renderAgent() {
     return;
   }
   line.dataset.state = "running";
+  line.dataset.transport = eid.connectedEndpoint()?.secure ? "wss" : "ws";
   line.textContent = t(page.lang, "agentRunning", { version: page.agent.version ?? "" });
   const readers = page.agent.readers ?? [];
   if (readers.length === 0) {
@@ -410,7 +411,9 @@ function setLanguage(lang) {
 
 async function start() {
   const config = await api("/api/config");
-  eid.configure({ basePort: config.agentBasePort, slots: config.agentSlots });
+  eid.configure(config.agentUrls
+    ? { urls: config.agentUrls }
+    : { basePort: config.agentBasePort, slots: config.agentSlots });
   for (const button of document.querySelectorAll("button.reload")) {
     button.addEventListener("click", () => location.reload());
   }
