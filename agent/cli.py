@@ -27,6 +27,7 @@ PLUGINS: tuple[tuple[str, str], ...] = (
     ("agent.cli_card", "add_parser"),
     ("agent.cli_serve", "add_parser"),
     ("agent.cli_packaging", "add_parsers"),
+    ("agent.cli_tls", "add_parsers"),
 )
 
 
@@ -50,6 +51,10 @@ def _cmd_diag(args: argparse.Namespace) -> int:
     print(f"eid-agent {__version__}")
     print(f"Python {platform.python_version()} ({sys.executable})")
     print(f"Platform {platform.platform()}")
+    from agent.cli_tls import diag_lines
+
+    for line in diag_lines():
+        print(line)
     try:
         from agent.pcsc import list_readers, pcsc_versions
     except ImportError as exc:

@@ -36,6 +36,7 @@ class AgentProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
+        self.wss_port = free_port()
         self.home = home
         script_file = home / "script.json"
         script_file.write_text(json.dumps(script), encoding="utf-8")
@@ -54,8 +55,8 @@ class AgentProcess:
         environment.update(env or {})
         args = [
             sys.executable, "-m", "agent", "--log-level", log_level, "serve",
-            "--port", str(self.port), "--no-tray", "--interaction", "scripted",
-            "--script", str(script_file), *extra_args,
+            "--port", str(self.port), "--wss-port", str(self.wss_port), "--no-tray",
+            "--interaction", "scripted", "--script", str(script_file), *extra_args,
         ]
         for origin in allow_origins:
             args += ["--allow-origin", origin]
@@ -82,6 +83,15 @@ class AgentProcess:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def wss_url(self) -> str:
+        return f"wss://127.0.0.1:{self.wss_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The agent's local CA certificate (trust anchor for ``wss_url``)."""
+        return self.home / "config" / "eid-agent" / "tls" / "ca.pem"
 
     @property
     def output(self) -> str:
