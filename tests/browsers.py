@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ELEMENT = "element-6066-11e4-a52f-4ef9-0b4e5f7a0b9a"
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C web element identifier
 
 
 # --- certificates ---------------------------------------------------------------------------------
@@ -164,6 +164,8 @@ class Driver:
 
     def find(self, css: str) -> str:
         found = self.command("FindElement", {"using": "css selector", "value": css})
+        if ELEMENT not in found:
+            raise AssertionError(f"unexpected FindElement answer {found!r}")
         return str(found[ELEMENT])
 
     def click(self, css: str) -> None:

@@ -196,8 +196,15 @@ export async function localAccessState() {
   return "unsupported";
 }
 
-/** True when the first connection will make the browser ask the user (explain it first). */
+/**
+ * True when the first connection will make the browser ask the user (explain it first):
+ * the permission is "prompt" and the engine asks for WebSockets. Firefox also reports
+ * "prompt" for loopback-network but exempts WebSockets from its check (unless the pref
+ * network.lna.websocket.enabled is set), so no prompt appears there.
+ */
 export async function needsLocalAccessPrompt() {
+  const ua = globalThis.navigator?.userAgent ?? "";
+  if (/Firefox\//.test(ua)) return false;
   return (await localAccessState()) === "prompt";
 }
 
