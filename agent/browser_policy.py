@@ -9,18 +9,39 @@ browser's Local Network Access prompt (Linux; the MSI writes the Windows equival
   names). Debian's firefox-esr reads this path too (its application name is "Firefox"; the
   system policy folder is ``/etc/<name in lower case>/policies``). That file is shared with
   other policies, so it is merged: only ``SkipDomains`` entries are added or removed.
+- Windows (run by the MSI, elevated, from ``ALLOWEDORIGINS``): the same two list policies for
+  Chrome (``HKLM\\SOFTWARE\\Policies\\Google\\Chrome\\<Policy>``) and Edge
+  (``…\\Microsoft\\Edge\\<Policy>``), as REG_SZ values ``1``..``n``. The MSI cannot split a
+  property into numbered values by itself, so it runs ``eid-agent write-browser-policy
+  --windows-registry --origins "[ALLOWEDORIGINS]"`` (no fixed maximum, the same origin checks
+  as everywhere). Only https origins go there; a ``http://localhost`` development origin in
+  ``ALLOWEDORIGINS`` is skipped (such pages are not restricted by the browsers anyway).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent.core.origin import normalize_origin
 
-__all__ = ["CHROME_POLICIES", "CHROMIUM_FILES", "FIREFOX_FILE", "remove", "write"]
+__all__ = [
+    "CHROME_POLICIES",
+    "CHROMIUM_FILES",
+    "FIREFOX_FILE",
+    "WINDOWS_KEYS",
+    "Registry",
+    "remove",
+    "remove_windows",
+    "split_origins",
+    "windows_lists",
+    "write",
+    "write_windows",
+]
 
 CHROME_POLICIES = ("LocalNetworkAccessAllowedForUrls", "LoopbackNetworkAllowedForUrls")
 CHROMIUM_FILES = (
@@ -28,6 +49,12 @@ CHROMIUM_FILES = (
     Path("etc/opt/chrome/policies/managed/eid-agent.json"),
 )
 FIREFOX_FILE = Path("etc/firefox/policies/policies.json")
+WINDOWS_KEYS = ("SOFTWARE\\Policies\\Google\\Chrome", "SOFTWARE\\Policies\\Microsoft\\Edge")
+
+
+def split_origins(text: str) -> list[str]:
+    """An MSI property's list: origins separated by spaces, semicolons or commas."""
+    return [item for item in re.split(r"[\s;,]+", text) if item]
 
 
 def _origins(origins: Iterable[str]) -> list[str]:
@@ -115,3 +142,79 @@ def remove(origins: Iterable[str] | None = None, root: Path = Path("/")) -> list
         _write_json(path, data)
         changed.append(path)
     return changed
+
+
+class Registry(Protocol):
+    """HKLM, as far as the policy writer needs it."""
+
+    def replace_list(self, key: str, values: list[str]) -> None:
+        """Make ``key`` hold exactly REG_SZ values "1".."n" = ``values`` (other names kept)."""
+
+    def delete_key(self, key: str) -> None: ...
+
+
+def windows_lists(origins: Iterable[str]) -> dict[str, list[str]]:
+    """Registry key -> the numbered list to write there (https origins only)."""
+    allowed: list[str] = []
+    for origin in origins:
+        try:
+            allowed += _origins([origin])
+        except ValueError:
+            continue
+    allowed = list(dict.fromkeys(allowed))
+    return {f"{root}\\{policy}": allowed for root in WINDOWS_KEYS for policy in CHROME_POLICIES}
+
+
+def write_windows(origins: Iterable[str], registry: Registry | None = None) -> list[str]:
+    """Write Chrome's and Edge's lists (or remove them when no https origin is left)."""
+    registry = registry or _WinRegistry()
+    keys = []
+    for key, values in windows_lists(origins).items():
+        if values:
+            registry.replace_list(key, values)
+        else:
+            registry.delete_key(key)
+        keys.append(key)
+    return keys
+
+
+def remove_windows(registry: Registry | None = None) -> list[str]:
+    registry = registry or _WinRegistry()
+    keys = list(windows_lists([]))
+    for key in keys:
+        registry.delete_key(key)
+    return keys
+
+
+class _WinRegistry:  # pragma: no cover - Windows only
+    """HKLM through winreg, 64-bit view (the browsers read that one)."""
+
+    def __init__(self) -> None:
+        if sys.platform != "win32":
+            raise OSError("the Windows registry exists only on Windows")
+
+    def replace_list(self, key: str, values: list[str]) -> None:
+        import winreg
+
+        access = winreg.KEY_ALL_ACCESS | winreg.KEY_WOW64_64KEY  # type: ignore[attr-defined]
+        hklm = winreg.HKEY_LOCAL_MACHINE  # type: ignore[attr-defined]
+        with winreg.CreateKeyEx(hklm, key, 0, access) as handle:  # type: ignore[attr-defined]
+            index = 1
+            while True:  # drop the numbered values of an earlier list
+                try:
+                    winreg.DeleteValue(handle, str(index))  # type: ignore[attr-defined]
+                except OSError:
+                    break
+                index += 1
+            for number, value in enumerate(values, 1):
+                winreg.SetValueEx(handle, str(number), 0, winreg.REG_SZ, value)  # type: ignore[attr-defined]
+
+    def delete_key(self, key: str) -> None:
+        import winreg
+
+        try:
+            winreg.DeleteKeyEx(  # type: ignore[attr-defined]
+                winreg.HKEY_LOCAL_MACHINE, key, winreg.KEY_WOW64_64KEY, 0  # type: ignore[attr-defined]
+            )
+        except OSError:
+            pass

@@ -53,7 +53,15 @@ def _cmd_uninstall(args: argparse.Namespace) -> int:
 def _cmd_policy(args: argparse.Namespace) -> int:
     from agent import browser_policy
 
+    if args.windows_registry:
+        keys = (browser_policy.remove_windows() if args.remove
+                else browser_policy.write_windows(browser_policy.split_origins(args.origins or "")))
+        for key in keys:
+            print(f"HKLM\\{key}")
+        return 0
     root = Path(args.root)
+    if args.origins:
+        args.origin = list(args.origin) + browser_policy.split_origins(args.origins)
     if not args.remove and not args.origin:
         print("eid-agent: give at least one --origin https://PORTAL", file=sys.stderr)
         return 2
@@ -140,5 +148,9 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
                         help="a portal's origin (repeatable)")
     policy.add_argument("--remove", action="store_true",
                         help="remove our policy (only these origins from Firefox's list, if given)")
+    policy.add_argument("--origins", metavar="LIST",
+                        help="origins separated by spaces, semicolons or commas (the MSI's form)")
+    policy.add_argument("--windows-registry", action="store_true",
+                        help="Windows: write Chrome's and Edge's HKLM policies (the MSI runs this)")
     policy.add_argument("--root", default="/", help=argparse.SUPPRESS)
     policy.set_defaults(func=_cmd_policy)

@@ -58,3 +58,44 @@ def test_only_https_portals(tmp_path: Path) -> None:
     out = _cli(tmp_path, "--origin", "http://portal.example")
     assert out.returncode != 0
     assert not (tmp_path / "etc").exists()
+
+
+class DictRegistry:
+    """HKLM as a dict of key -> {value name: REG_SZ}; same contract as the winreg one."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, dict[str, str]] = {}
+
+    def replace_list(self, key: str, values: list[str]) -> None:
+        kept = {k: v for k, v in self.keys.get(key, {}).items() if not k.isdigit()}
+        kept.update({str(n): v for n, v in enumerate(values, 1)})
+        self.keys[key] = kept
+
+    def delete_key(self, key: str) -> None:
+        self.keys.pop(key, None)
+
+
+def test_windows_lists_from_the_msi_property() -> None:
+    registry = DictRegistry()
+    registry.keys[r"SOFTWARE\Policies\Google\Chrome\LocalNetworkAccessAllowedForUrls"] = {
+        "1": "https://old.example", "2": "https://older.example", "3": "https://oldest.example",
+    }
+    origins = browser_policy.split_origins(
+        "https://portal.example;https://SIGN.example:8443 http://localhost:8080,https://portal.example"
+    )
+    keys = browser_policy.write_windows(origins, registry)
+    assert sorted(keys) == sorted(registry.keys) == sorted([
+        r"SOFTWARE\Policies\Google\Chrome\LocalNetworkAccessAllowedForUrls",
+        r"SOFTWARE\Policies\Google\Chrome\LoopbackNetworkAllowedForUrls",
+        r"SOFTWARE\Policies\Microsoft\Edge\LocalNetworkAccessAllowedForUrls",
+        r"SOFTWARE\Policies\Microsoft\Edge\LoopbackNetworkAllowedForUrls",
+    ])
+    for values in registry.keys.values():
+        # numbered from 1, https only, deduplicated, canonical; an older longer list is gone
+        assert values == {"1": "https://portal.example", "2": "https://sign.example:8443"}
+
+    browser_policy.write_windows(["http://localhost:8080"], registry)  # nothing https left
+    assert registry.keys == {}
+    browser_policy.write_windows(["https://portal.example"], registry)
+    browser_policy.remove_windows(registry)
+    assert registry.keys == {}
