@@ -28,6 +28,8 @@ APT_PACKAGES=(
   chromium
   # MSI build and inspection
   wixl msitools
+  # wss:// local CA: NSS certutil/vfychain (browser trust stores), the system bundle tools
+  libnss3-tools ca-certificates
   # validating the generated autostart entry
   desktop-file-utils systemd
   # private pcscd for fault tests: unshare/nsenter; ps
