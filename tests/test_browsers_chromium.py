@@ -1,9 +1,9 @@
 """The reference portal from a PUBLIC https origin in Debian's Chromium, against the real agent
 (``python -m agent serve``) on the private pcscd + vpcd with the virtual Belgian eID.
 
-The portal is served over https on 127.0.0.1 with a test CA trusted in Chromium's NSS database
-(``$HOME/.pki/nssdb``, the normal place), and ``--ip-address-space-overrides`` makes Chromium
-treat it as a public site: opening the agent's loopback socket is then subject to Local Network
+The portal is https://portal.example:PORT (``--host-resolver-rules`` maps the name to 127.0.0.1)
+with a test CA trusted in Chromium's NSS database (``$HOME/.pki/nssdb``, the normal place), and
+``--ip-address-space-overrides`` makes Chromium treat it as a public site: opening the agent's loopback socket is then subject to Local Network
 Access, as on a real portal. Three paths:
 
 - the managed policies ``LocalNetworkAccessAllowedForUrls`` / ``LoopbackNetworkAllowedForUrls``
@@ -51,6 +51,7 @@ pytestmark = [pytest.mark.pcsc, pytest.mark.browser]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
+PORTAL_HOST = "portal.example"
 POLICY_DIR = Path("/etc/chromium/policies/managed")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browsers" / "chromium"
 
@@ -63,7 +64,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
 @pytest.fixture(scope="module")
 def portal_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCa:
     return make_test_ca(tmp_path_factory.mktemp("portal-ca"), "eid-agent test portal CA",
-                        ["127.0.0.1", "localhost"])
+                        [PORTAL_HOST])
 
 
 @dataclass
@@ -81,8 +82,8 @@ class PublicPortal:
         return self.app.site_origin
 
     @property
-    def host_port(self) -> str:
-        return self.origin.removeprefix("https://")
+    def port(self) -> int:
+        return int(self.server.server_address[1])
 
 
 @pytest.fixture
@@ -92,12 +93,13 @@ def portal(pki: TestPki, portal_ca: TestCa, tmp_path: Path) -> Iterator[PublicPo
     clock = AdjustableClock()
 
     def make_app(origins: list[str]) -> PortalApp:
-        return PortalApp(tmp_path / "accounts.sqlite", origins[0], pki.trust_anchors,
+        public = origins[0].replace("://127.0.0.1:", f"://{PORTAL_HOST}:")
+        return PortalApp(tmp_path / "accounts.sqlite", public, pki.trust_anchors,
                          intermediates=pki.intermediates, clock=clock, test_mode=True)
 
     httpd = create_server("127.0.0.1", 0, make_app, tls=(portal_ca.leaf_cert, portal_ca.leaf_key))
     httpd.agent_slots = 1  # the test agent's port; the slot range is tested in test_js_client
-    assert httpd.app.site_origin.startswith("https://127.0.0.1:")
+    assert httpd.app.site_origin.startswith(f"https://{PORTAL_HOST}:")
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -131,7 +133,8 @@ def launch(playwright: Any, portal: PublicPortal, *, display: str | None = None)
         env["DISPLAY"] = display
     return playwright.chromium.launch(
         executable_path=CHROMIUM, headless=display is None, env=env,
-        args=[*ARGS, f"--ip-address-space-overrides={portal.host_port}=public"])
+        args=[*ARGS, f"--host-resolver-rules=MAP {PORTAL_HOST} 127.0.0.1",
+              f"--ip-address-space-overrides=127.0.0.1:{portal.port}=public"])
 
 
 def open_page(browser: Any) -> Any:
@@ -185,7 +188,7 @@ def managed_policy(portal: PublicPortal) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("writing Chromium's managed policy needs root")
     POLICY_DIR.mkdir(parents=True, exist_ok=True)
-    path = POLICY_DIR / f"eid-agent-test-{os.getpid()}-{portal.host_port.split(':')[1]}.json"
+    path = POLICY_DIR / f"eid-agent-test-{os.getpid()}-{portal.port}.json"
     path.write_text(json.dumps({
         "LocalNetworkAccessAllowedForUrls": [portal.origin],
         "LoopbackNetworkAllowedForUrls": [portal.origin],

@@ -2,8 +2,9 @@
 built-in Marionette protocol (tests/browsers.py; no geckodriver), against the real agent on the
 private pcscd + vpcd with the virtual Belgian eID.
 
-The pref ``network.lna.address_space.public.override`` makes Firefox treat the https portal on
-127.0.0.1 as a public site. The Firefox profile lives in the agent user's HOME with an NSS
+The portal is https://portal.example:PORT (pref ``network.dns.localDomains`` resolves the name to
+loopback) and the pref ``network.lna.address_space.public.override`` makes Firefox treat it as a
+public site. The Firefox profile lives in the agent user's HOME with an NSS
 database, so the agent adds its local CA there at first start (as it does for real users); the
 portal's test CA is added the same way (certutil). The page reaches the agent over wss://.
 """
@@ -15,7 +16,6 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from tests.test_portal_browser import PIN, insert
 pytestmark = [pytest.mark.pcsc, pytest.mark.browser]
 
 FIREFOX = "/usr/bin/firefox-esr"
+PORTAL_HOST = "portal.example"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browsers" / "firefox"
 
 
@@ -92,16 +93,18 @@ def firefox_home(tmp_path: Path) -> Path:
 def test_registration_in_firefox_from_a_public_origin(pki: TestPki, vpcd: Any, pcscd: PrivatePcscd,
                                                      firefox_home: Path, tmp_path: Path) -> None:
     insert(vpcd, pki)
-    ca: TestCa = make_test_ca(tmp_path / "portal-ca", "eid-agent test portal CA", ["127.0.0.1"])
+    ca: TestCa = make_test_ca(tmp_path / "portal-ca", "eid-agent test portal CA", [PORTAL_HOST])
     profile = firefox_home / ".mozilla" / "firefox" / "test.default"
     clock = AdjustableClock()
 
     def make_app(origins: list[str]) -> PortalApp:
-        return PortalApp(tmp_path / "accounts.sqlite", origins[0], pki.trust_anchors,
+        public = origins[0].replace("://127.0.0.1:", f"://{PORTAL_HOST}:")
+        return PortalApp(tmp_path / "accounts.sqlite", public, pki.trust_anchors,
                          intermediates=pki.intermediates, clock=clock, test_mode=True)
 
     httpd = create_server("127.0.0.1", 0, make_app, tls=(ca.leaf_cert, ca.leaf_key))
     origin = httpd.app.site_origin
+    port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     process = AgentProcess(pcscd, firefox_home, {"pins": [PIN, PIN], "consents": []},
@@ -114,7 +117,8 @@ def test_registration_in_firefox_from_a_public_origin(pki: TestPki, vpcd: Any, p
     marionette_port = free_port()
     (profile / "user.js").write_text("\n".join([
         f'user_pref("marionette.port", {marionette_port});',
-        f'user_pref("network.lna.address_space.public.override", "{origin.removeprefix("https://")}");',
+        f'user_pref("network.dns.localDomains", "{PORTAL_HOST}");',
+        f'user_pref("network.lna.address_space.public.override", "127.0.0.1:{port}");',
         'user_pref("intl.accept_languages", "en-GB");',
         'user_pref("browser.shell.checkDefaultBrowser", false);',
         'user_pref("datareporting.policy.dataSubmissionEnabled", false);',

@@ -198,14 +198,22 @@ export async function localAccessState() {
 
 /**
  * True when the first connection will make the browser ask the user (explain it first):
- * the permission is "prompt" and the engine asks for WebSockets. Firefox also reports
+ * the permission is "prompt", the page is not itself on loopback, and the engine asks for
+ * WebSockets. Chromium reports "prompt" on loopback pages too. Firefox also reports
  * "prompt" for loopback-network but exempts WebSockets from its check (unless the pref
  * network.lna.websocket.enabled is set), so no prompt appears there.
  */
 export async function needsLocalAccessPrompt() {
   const ua = globalThis.navigator?.userAgent ?? "";
   if (/Firefox\//.test(ua)) return false;
+  // A page on loopback itself (a portal under development) is never asked about loopback.
+  if (isLoopbackHost(globalThis.location?.hostname ?? "")) return false;
   return (await localAccessState()) === "prompt";
+}
+
+function isLoopbackHost(host) {
+  return host === "localhost" || host.endsWith(".localhost") || /^127\./.test(host) ||
+    host === "[::1]" || host === "::1";
 }
 
 /**
