@@ -3,8 +3,8 @@
 
 The portal is https://portal.example:PORT (``--host-resolver-rules`` maps the name to 127.0.0.1)
 with a test CA trusted in Chromium's NSS database (``$HOME/.pki/nssdb``, the normal place), and
-``--ip-address-space-overrides`` makes Chromium treat it as a public site: opening the agent's loopback socket is then subject to Local Network
-Access, as on a real portal. Three paths:
+``--ip-address-space-overrides`` makes Chromium treat it as a public site: opening the agent's
+loopback socket is then subject to Local Network Access, as on a real portal. Three paths:
 
 - the managed policies ``LocalNetworkAccessAllowedForUrls`` / ``LoopbackNetworkAllowedForUrls``
   list the portal: no prompt, the registration goes through;
