@@ -158,7 +158,8 @@ async def _wss(service: Any, config: Any, ws_port: int, options: WssOptions | No
 
         await asyncio.to_thread(truststore.install_for_user, tls)
     port = options.port if options.port is not None else ws_port + 1
-    server = serve(service, port=port, ssl_context=tls.context())
+    context = tls.context()
+    server = serve(service, port=port, ssl_context=context)
     try:
         await server.start()
     except OSError as exc:
@@ -172,9 +173,42 @@ async def _wss(service: Any, config: Any, ws_port: int, options: WssOptions | No
             f" {tls.expires:%Y-%m-%d})",
             flush=True,
         )
-        yield server
+        renewer = asyncio.create_task(_renew_periodically(config.config_dir, context, options.trust))
+        try:
+            yield server
+        finally:
+            renewer.cancel()
     finally:
         await server.close()
+
+
+RENEW_CHECK_SECONDS = 12 * 3600
+"""How often a running agent checks whether its certificate is due for renewal."""
+
+
+def renew_tls(config_dir: Path, context: Any, trust: str, now: Any = None) -> Any:
+    """Renew the certificate set when due (new CA + leaf, trust stores swapped) and load the
+    new leaf into the running listener's ``context`` (new connections get it). The set."""
+    from agent import localca
+
+    tls = localca.ensure(config_dir, now=now)
+    if tls.created:
+        if trust == "auto":
+            from agent import truststore
+
+            truststore.install_for_user(tls)
+        context.load_cert_chain(tls.files.cert, tls.files.key)
+        logger.info("renewed the wss:// certificate; local CA SHA-256 %s", tls.ca_fingerprint)
+    return tls
+
+
+async def _renew_periodically(config_dir: Path, context: Any, trust: str) -> None:
+    while True:
+        await asyncio.sleep(RENEW_CHECK_SECONDS)
+        try:
+            await asyncio.to_thread(renew_tls, config_dir, context, trust)
+        except Exception:
+            logger.exception("renewing the wss:// certificate failed")
 
 
 def _wss_options(args: argparse.Namespace) -> WssOptions:

@@ -57,6 +57,7 @@ class TrustRecord:
     """Where the current CA was put: NSS databases (paths), the system bundle, OS stores."""
 
     fingerprint: str = ""
+    name: str = ""
     nss: list[str] = field(default_factory=list)
     system: bool = False
     os_store: str = ""
@@ -140,6 +141,7 @@ def read_record(files: TlsFiles) -> TrustRecord:
         data = json.loads(_record_path(files).read_text(encoding="utf-8"))
         return TrustRecord(
             fingerprint=str(data.get("fingerprint", "")),
+            name=str(data.get("name", "")),
             nss=[str(p) for p in data.get("nss", [])],
             system=bool(data.get("system", False)),
             os_store=str(data.get("os_store", "")),
@@ -163,6 +165,8 @@ def install_for_user(tls: LocalTls, *, home: Path | None = None) -> TrustRecord:
     record = read_record(tls.files)
     record.fingerprint = tls.ca_fingerprint
     name = nickname(tls)
+    old_name = record.name
+    record.name = name
     if sys.platform.startswith("linux") or sys.platform.startswith("freebsd"):
         if not shutil.which("certutil"):
             logger.warning("certutil (libnss3-tools) is missing: the local CA is not trusted by browsers")
@@ -176,11 +180,15 @@ def install_for_user(tls: LocalTls, *, home: Path | None = None) -> TrustRecord:
                 except (OSError, subprocess.SubprocessError) as exc:
                     logger.warning("cannot add the local CA to %s: %s", db, exc)
     elif sys.platform == "darwin":
+        if old_name:
+            subprocess.run(["security", "delete-certificate", "-c", old_name], check=False)  # noqa: S607
         record.os_store = _run_os_store([
             "security", "add-trusted-cert", "-r", "trustRoot", "-p", "ssl",
             "-k", str(_home() / "Library" / "Keychains" / "login.keychain-db"), str(tls.files.ca),
         ], "login keychain")
     elif sys.platform == "win32":
+        if old_name:
+            subprocess.run(["certutil", "-user", "-delstore", "Root", old_name], check=False)  # noqa: S607
         record.os_store = _run_os_store(
             ["certutil", "-user", "-addstore", "-f", "Root", str(tls.files.ca)], "CurrentUser Root"
         )
@@ -228,13 +236,13 @@ def uninstall(files: TlsFiles, *, home: Path | None = None, system: bool | None 
             SYSTEM_ANCHOR.unlink()
             subprocess.run(["update-ca-certificates", "--fresh"], check=False, capture_output=True)  # noqa: S607
             done.append(str(SYSTEM_ANCHOR))
-    if record.os_store and sys.platform == "win32" and record.fingerprint:
-        thumb = record.fingerprint  # Windows deletes by SHA-1 or serial; name is unique per install
-        subprocess.run(["certutil", "-user", "-delstore", "Root", CA_NAME], check=False)  # noqa: S607
-        done.append(f"{record.os_store} ({thumb[:11]}…)")
-    if record.os_store and sys.platform == "darwin":
-        subprocess.run(["security", "delete-certificate", "-c", CA_NAME], check=False)  # noqa: S607
-        done.append(record.os_store)
+    # The CA's common name is unique per install ("eid-agent local CA <random>").
+    if record.os_store and record.name and sys.platform == "win32":
+        subprocess.run(["certutil", "-user", "-delstore", "Root", record.name], check=False)  # noqa: S607
+        done.append(f"{record.os_store}: {record.name}")
+    if record.os_store and record.name and sys.platform == "darwin":
+        subprocess.run(["security", "delete-certificate", "-c", record.name], check=False)  # noqa: S607
+        done.append(f"{record.os_store}: {record.name}")
     _record_path(files).unlink(missing_ok=True)
     files.remove()
     return done

@@ -231,3 +231,41 @@ def _constrained_ca_with_leaf_for(folder: Path, dns_name: str) -> tuple[Path, Pa
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     leaf_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     return ca_path, leaf_path
+
+
+def test_running_listener_picks_up_a_renewed_certificate(tmp_path: Path) -> None:
+    from agent.cli_serve import renew_tls
+
+    tls = localca.ensure(tmp_path)
+    context = tls.context()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(3):
+            conn, _ = listener.accept()
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls_conn:
+                    tls_conn.sendall(b"ok")
+            except (ssl.SSLError, OSError):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    look = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    look.check_hostname = False
+    look.verify_mode = ssl.CERT_NONE  # we compare the certificate served, byte for byte
+
+    def served() -> bytes:
+        with socket.create_connection(("127.0.0.1", port)) as raw, \
+                look.wrap_socket(raw) as client:
+            client.recv(2)
+            return client.getpeercert(binary_form=True) or b""
+
+    der = serialization.Encoding.DER
+    assert served() == tls.leaf.public_bytes(der)
+    assert not renew_tls(tmp_path, context, "none").created  # not due: nothing changes
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=localca.LEAF_DAYS - 10)
+    renewed = renew_tls(tmp_path, context, "none", now=later)
+    assert renewed.created
+    assert served() == renewed.leaf.public_bytes(der) != tls.leaf.public_bytes(der)
+    listener.close()

@@ -122,3 +122,23 @@ def test_no_wss_flag_serves_ws_only(pcscd, tmp_path: Path) -> None:
         with pytest.raises(OSError):
             asyncio.run(_status(agent.wss_url, agent.ca_file))
     assert not (tmp_path / "config" / "eid-agent" / "tls").exists()
+
+
+@pytest.mark.skipif(not shutil.which("certutil"), reason="libnss3-tools missing")
+def test_agent_start_renews_a_certificate_near_expiry_and_swaps_the_trusted_ca(pcscd, tmp_path: Path) -> None:
+    import datetime as dt
+
+    config_dir = tmp_path / "config" / "eid-agent"
+    made_long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=localca.LEAF_DAYS - 20)
+    old = localca.ensure(config_dir, now=made_long_ago)  # 20 days left: due
+    truststore.install_for_user(old, home=tmp_path)
+    nssdb = tmp_path / ".pki" / "nssdb"
+    assert truststore.nss_has(nssdb, truststore.nickname(old))
+    with AgentProcess(pcscd, tmp_path, {}, allow_origins=(PORTAL,)) as agent:
+        new = localca.load(localca.TlsFiles.in_config_dir(config_dir))
+        assert new is not None and new.ca_fingerprint != old.ca_fingerprint
+        assert f"local CA SHA-256 {new.ca_fingerprint}" in agent.output
+        assert new.expires - dt.datetime.now(dt.UTC) > dt.timedelta(days=360)
+        assert truststore.nss_has(nssdb, truststore.nickname(new))
+        assert not truststore.nss_has(nssdb, truststore.nickname(old))
+        asyncio.run(_status(agent.wss_url, agent.ca_file))
