@@ -1,0 +1,148 @@
+"""The reference portal from a PUBLIC https origin in WebKitGTK (Safari's engine): Debian's
+``WebKitWebDriver`` driving MiniBrowser ``--automation`` under Xvfb, through classic W3C
+WebDriver over HTTP (tests/browsers.py), against the real agent on the private pcscd + vpcd.
+
+WebKit blocks ``ws://`` from an https page as mixed content, with no prompt and no policy: the
+page reaches the agent only over ``wss://`` with a certificate the system trusts. WebKitGTK
+trusts the system bundle (GnuTLS, ``/etc/ssl/certs/ca-certificates.crt``), so the browser runs
+in a private mount namespace where the agent's local CA (and the portal's test CA) are
+installed the way a system-wide install does it: copied to ``/usr/local/share/ca-certificates``
+and ``update-ca-certificates``. Nothing changes outside that namespace; ``portal.example`` is
+mapped to 127.0.0.1 in the namespace's ``/etc/hosts``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.emulator.pcscd import PrivatePcscd
+from agent.emulator.pki import TestPki
+from examples.portal import AdjustableClock, PortalApp
+from examples.portal.server import create_server
+from tests.agent_process import AgentProcess
+from tests.browsers import WebDriverHttp, free_port, make_test_ca, xvfb
+from tests.test_browsers_firefox import run_flow
+from tests.test_portal_browser import PIN, insert
+
+pytestmark = [pytest.mark.pcsc, pytest.mark.browser]
+
+DRIVER = "/usr/bin/WebKitWebDriver"
+MINIBROWSER = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser"
+PORTAL_HOST = "portal.example"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browsers" / "webkit"
+
+# Runs as root inside `unshare -m`: private copies of the trust store and /etc/hosts.
+NAMESPACE_SETUP = r"""
+set -eu
+work="$1"; shift
+mkdir -p "$work/etc-ssl-certs" "$work/local-ca"
+cp -a /etc/ssl/certs/. "$work/etc-ssl-certs/"
+cp -a /usr/local/share/ca-certificates/. "$work/local-ca/"
+mount --bind "$work/etc-ssl-certs" /etc/ssl/certs
+mount --bind "$work/local-ca" /usr/local/share/ca-certificates
+for pem in "$work"/trust/*.pem; do
+  cp "$pem" "/usr/local/share/ca-certificates/$(basename "$pem" .pem).crt"
+done
+update-ca-certificates >"$work/update-ca-certificates.log" 2>&1
+cp /etc/hosts "$work/hosts"
+echo "127.0.0.1 PORTAL_HOST" >>"$work/hosts"
+mount --bind "$work/hosts" /etc/hosts
+exec "$@"
+"""
+
+
+def _skip_reason() -> str | None:
+    for path in (DRIVER, MINIBROWSER):
+        if not os.path.exists(path):
+            return f"{path} not installed (Debian webkit2gtk-driver)"
+    for tool in ("Xvfb", "unshare", "update-ca-certificates"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed"
+    if os.geteuid() != 0:
+        return "a private mount namespace for the system trust store needs root"
+    return None
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return TestPki.load_or_create(tmp_path_factory.mktemp("pki"))
+
+
+def test_registration_in_webkit_over_wss(pki: TestPki, vpcd: Any, pcscd: PrivatePcscd,
+                                         tmp_path: Path) -> None:
+    why = _skip_reason()
+    if why:
+        pytest.skip(why)
+    insert(vpcd, pki)
+    ca = make_test_ca(tmp_path / "portal-ca", "eid-agent test portal CA", [PORTAL_HOST])
+    clock = AdjustableClock()
+
+    def make_app(origins: list[str]) -> PortalApp:
+        public = origins[0].replace("://127.0.0.1:", f"://{PORTAL_HOST}:")
+        return PortalApp(tmp_path / "accounts.sqlite", public, pki.trust_anchors,
+                         intermediates=pki.intermediates, clock=clock, test_mode=True)
+
+    httpd = create_server("127.0.0.1", 0, make_app, tls=(ca.leaf_cert, ca.leaf_key))
+    origin = httpd.app.site_origin
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    home = tmp_path / "home"
+    home.mkdir()
+    process = AgentProcess(pcscd, home, {"pins": [PIN, PIN], "consents": []},
+                           allow_origins=(origin,))
+    httpd.app.agent_url = process.url
+    httpd.agent_urls = [process.wss_url, process.url]
+    work = tmp_path / "namespace"
+    (work / "trust").mkdir(parents=True)
+    shutil.copy(process.ca_file, work / "trust" / "eid-agent-local-ca.pem")  # as the installer
+    shutil.copy(ca.ca_cert, work / "trust" / "eid-agent-test-portal-ca.pem")
+    port = free_port()
+    driver = WebDriverHttp(port)
+    try:
+        with xvfb() as display:
+            env = {**os.environ, "DISPLAY": display, "HOME": str(home),
+                   # WebKit's bubblewrap sandbox cannot start as root in a container
+                   "WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS": "1"}
+            browser = subprocess.Popen(
+                ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                 NAMESPACE_SETUP.replace("PORTAL_HOST", PORTAL_HOST), "setup", str(work),
+                 DRIVER, f"--port={port}"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                driver.wait_ready()
+                driver.new_session({
+                    "browserName": "MiniBrowser",
+                    "webkitgtk:browserOptions": {"binary": MINIBROWSER, "args": ["--automation"]},
+                })
+                run_flow(driver, origin, httpd.app, ARTIFACTS)
+                # ws:// from this https page is mixed content in WebKit: blocked.
+                blocked = driver.execute(
+                    "return (async () => { const eid = await import('/clients/js/eid-agent.js');"
+                    " const a = new eid.EidAgent({url: arguments[0], transport: 'ws'});"
+                    " try { await a.status(); return 'connected'; }"
+                    " catch (e) { return e.code; } })();", process.url)
+                assert blocked == "ERR_EID_AGENT_UNAVAILABLE"
+            finally:
+                driver.close()
+                browser.terminate()
+                try:
+                    browser.wait(20)
+                except subprocess.TimeoutExpired:
+                    browser.kill()
+                    browser.wait()
+    finally:
+        output = process.stop()
+        print(f"--- agent output ---\n{output[-20000:]}")
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+    # Every session the page opened was on the wss:// listener.
+    assert re.search(rf"connection from '{re.escape(origin)}'", output)
