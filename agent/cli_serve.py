@@ -152,7 +152,12 @@ async def _wss(service: Any, config: Any, ws_port: int, options: WssOptions | No
     from agent import localca
     from agent.ws import serve
 
-    tls = await asyncio.to_thread(localca.ensure, config.config_dir)
+    try:
+        tls = await asyncio.to_thread(localca.ensure, config.config_dir)
+    except (OSError, ValueError) as exc:
+        logger.warning("no wss:// listener: cannot make or read its certificate (%s)", exc)
+        yield None
+        return
     if tls.created and options.trust == "auto":
         from agent import truststore
 

@@ -142,3 +142,11 @@ def test_agent_start_renews_a_certificate_near_expiry_and_swaps_the_trusted_ca(p
         assert truststore.nss_has(nssdb, truststore.nickname(new))
         assert not truststore.nss_has(nssdb, truststore.nickname(old))
         asyncio.run(_status(agent.wss_url, agent.ca_file))
+
+
+def test_unwritable_config_dir_leaves_ws_serving(pcscd, tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "eid-agent").write_text("not a folder")  # the CA cannot be made
+    with AgentProcess(pcscd, tmp_path, {}, allow_origins=(PORTAL,)) as agent:
+        asyncio.run(_status(agent.url, None))
+        assert "no wss:// listener" in agent.output
