@@ -171,6 +171,9 @@ def test_nss_trust_insert_verify_swap_and_remove(tmp_path: Path) -> None:
             capture_output=True, text=True,
         )
         assert chain.returncode == 0 and "Chain is good!" in chain.stderr, chain.stderr
+        # Only a certificate went in: the database holds no private key at all.
+        keys = subprocess.run(["certutil", "-K", "-d", f"sql:{db}"], capture_output=True, text=True)
+        assert "no keys found" in (keys.stdout + keys.stderr).lower(), keys.stdout + keys.stderr
 
     # A leaf for another name, signed by a CA with the same constraints, is refused by NSS.
     # (Proves the constraint is enforced by the browsers' library, not just written.)
