@@ -18,6 +18,9 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +79,52 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
     return TestPki.load_or_create(tmp_path_factory.mktemp("pki"))
 
 
-def test_registration_in_webkit_over_wss(pki: TestPki, vpcd: Any, pcscd: PrivatePcscd,
-                                         tmp_path: Path) -> None:
+@contextmanager
+def webkit(home: Path, work: Path, trusted: dict[str, Path]) -> Iterator[WebDriverHttp]:
+    """MiniBrowser under Xvfb in a mount namespace whose system trust store has ``trusted`` added."""
+    (work / "trust").mkdir(parents=True)
+    for name, pem in trusted.items():
+        shutil.copy(pem, work / "trust" / f"{name}.pem")
+    port = free_port()
+    driver = WebDriverHttp(port)
+    with xvfb() as display:
+        env = {**os.environ, "DISPLAY": display, "HOME": str(home),
+               # WebKit's bubblewrap sandbox cannot start as root in a container
+               "WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS": "1"}
+        browser = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             NAMESPACE_SETUP.replace("PORTAL_HOST", PORTAL_HOST), "setup", str(work),
+             DRIVER, f"--port={port}"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            driver.wait_ready()
+            driver.new_session({
+                "browserName": "MiniBrowser",
+                "webkitgtk:browserOptions": {"binary": MINIBROWSER, "args": ["--automation"]},
+            })
+            yield driver
+        finally:
+            driver.close()
+            browser.terminate()
+            try:
+                browser.wait(20)
+            except subprocess.TimeoutExpired:
+                browser.kill()
+                browser.wait()
+
+
+@dataclass
+class Setup:
+    origin: str
+    app: PortalApp
+    agent: AgentProcess
+    portal_ca: Path
+    home: Path
+
+
+@pytest.fixture
+def setup(pki: TestPki, vpcd: Any, pcscd: PrivatePcscd, tmp_path: Path) -> Iterator[Setup]:
+    """The card, the https portal at portal.example and the real agent (wss:// and ws://)."""
     why = _skip_reason()
     if why:
         pytest.skip(why)
@@ -100,49 +147,41 @@ def test_registration_in_webkit_over_wss(pki: TestPki, vpcd: Any, pcscd: Private
                            allow_origins=(origin,))
     httpd.app.agent_url = process.url
     httpd.agent_urls = [process.wss_url, process.url]
-    work = tmp_path / "namespace"
-    (work / "trust").mkdir(parents=True)
-    shutil.copy(process.ca_file, work / "trust" / "eid-agent-local-ca.pem")  # as the installer
-    shutil.copy(ca.ca_cert, work / "trust" / "eid-agent-test-portal-ca.pem")
-    port = free_port()
-    driver = WebDriverHttp(port)
     try:
-        with xvfb() as display:
-            env = {**os.environ, "DISPLAY": display, "HOME": str(home),
-                   # WebKit's bubblewrap sandbox cannot start as root in a container
-                   "WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS": "1"}
-            browser = subprocess.Popen(
-                ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                 NAMESPACE_SETUP.replace("PORTAL_HOST", PORTAL_HOST), "setup", str(work),
-                 DRIVER, f"--port={port}"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            try:
-                driver.wait_ready()
-                driver.new_session({
-                    "browserName": "MiniBrowser",
-                    "webkitgtk:browserOptions": {"binary": MINIBROWSER, "args": ["--automation"]},
-                })
-                run_flow(driver, origin, httpd.app, ARTIFACTS)
-                # ws:// from this https page is mixed content in WebKit: blocked.
-                blocked = driver.execute(
-                    "return (async () => { const eid = await import('/clients/js/eid-agent.js');"
-                    " const a = new eid.EidAgent({url: arguments[0], transport: 'ws'});"
-                    " try { await a.status(); return 'connected'; }"
-                    " catch (e) { return e.code; } })();", process.url)
-                assert blocked == "ERR_EID_AGENT_UNAVAILABLE"
-            finally:
-                driver.close()
-                browser.terminate()
-                try:
-                    browser.wait(20)
-                except subprocess.TimeoutExpired:
-                    browser.kill()
-                    browser.wait()
+        yield Setup(origin, httpd.app, process, ca.ca_cert, home)
     finally:
-        output = process.stop()
-        print(f"--- agent output ---\n{output[-20000:]}")
+        print(f"--- agent output ---\n{process.stop()[-20000:]}")
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
-    # Every session the page opened was on the wss:// listener.
-    assert re.search(rf"connection from '{re.escape(origin)}'", output)
+
+
+def test_registration_in_webkit_over_wss(setup: Setup, tmp_path: Path) -> None:
+    trusted = {"eid-agent-local-ca": setup.agent.ca_file,  # as the system-wide installer does
+               "eid-agent-test-portal-ca": setup.portal_ca}
+    with webkit(setup.home, tmp_path / "namespace", trusted) as driver:
+        run_flow(driver, setup.origin, setup.app, ARTIFACTS)
+        # ws:// from this https page is mixed content in WebKit: blocked, silently.
+        blocked = driver.execute(
+            "return (async () => { const eid = await import('/clients/js/eid-agent.js');"
+            " const a = new eid.EidAgent({url: arguments[0], transport: 'ws'});"
+            " try { await a.status(); return 'connected'; }"
+            " catch (e) { return e.code; } })();", setup.agent.url)
+        assert blocked == "ERR_EID_AGENT_UNAVAILABLE"
+    assert re.search(rf"connection from '{re.escape(setup.origin)}'", setup.agent.output)
+
+
+def test_webkit_without_the_agents_ca_says_what_to_do(setup: Setup, tmp_path: Path) -> None:
+    """The agent runs but its CA is not in the system store: WebKit refuses wss:// and blocks
+    ws://; the portal says "not running, or its certificate is not trusted" and to reinstall."""
+    with webkit(setup.home, tmp_path / "namespace", {"eid-agent-test-portal-ca": setup.portal_ca}) as driver:
+        driver.navigate(setup.origin + "/")
+        driver.wait_js("document.querySelector('#agent-line').dataset.state === 'missing'")
+        assert "does not trust its certificate" in driver.text("#agent-line")
+        driver.wait_visible("#untrusted-help")
+        assert "Reinstall the eID agent" in driver.text("#untrusted-help")
+        driver.screenshot(ARTIFACTS / "untrusted.png")
+        driver.click("#login")
+        driver.wait_js("document.querySelector('#message').dataset.code === 'ERR_EID_AGENT_UNAVAILABLE'")
+        assert "does not trust its certificate" in driver.text("#message")
+    assert not re.search(rf"connection from '{re.escape(setup.origin)}'", setup.agent.output)

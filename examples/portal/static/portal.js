@@ -109,7 +109,7 @@ async function explain(error) {
     };
     return { code: error.code, parts: [[key, vars]] };
   }
-  const key = AGENT_ERRORS[error?.code] ?? "errUnexpected";
+  const key = error?.data?.insecureBlocked ? "agentMissingOrUntrusted" : AGENT_ERRORS[error?.code] ?? "errUnexpected";
   const parts = [[key, { n: error?.triesLeft ?? error?.data?.triesLeft, message: String(error?.message ?? error) }]];
   if (error?.code === eid.ErrorCode.ERR_EID_CARD_ERROR && await cardGone()) {
     return { code: error.code, parts: [["errCardRemoved", {}]] };
