@@ -158,10 +158,14 @@ async def _wss(service: Any, config: Any, ws_port: int, options: WssOptions | No
         logger.warning("no wss:// listener: cannot make or read its certificate (%s)", exc)
         yield None
         return
+    trusting: asyncio.Future[Any] | None = None
     if tls.created and options.trust == "auto":
         from agent import truststore
 
-        await asyncio.to_thread(truststore.install_for_user, tls)
+        trusting = asyncio.ensure_future(asyncio.to_thread(truststore.install_for_user, tls))
+        if sys.platform.startswith("linux"):
+            await trusting  # NSS: a few ms, and pages find the CA trusted once we listen
+        # Windows and macOS ask the user to confirm: serve meanwhile.
     port = options.port if options.port is not None else ws_port + 1
     context = tls.context()
     server = serve(service, port=port, ssl_context=context)
