@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import shutil
 import socket
 import ssl
@@ -276,3 +277,48 @@ def test_running_listener_picks_up_a_renewed_certificate(tmp_path: Path) -> None
     assert renewed.created
     assert served() == renewed.leaf.public_bytes(der) != tls.leaf.public_bytes(der)
     listener.close()
+
+
+SYSTEM_SCRIPT = r"""
+set -e
+bundle=/etc/ssl/certs/ca-certificates.crt
+mount --bind "$WORK/certs" /etc/ssl/certs
+mount --bind "$WORK/anchors" /usr/local/share/ca-certificates
+"$PY" -m agent install-certificate --system --config-dir "$WORK/config" > "$WORK/install.out"
+openssl verify -purpose sslserver -CAfile $bundle "$WORK/config/tls/cert.pem" \
+    > "$WORK/verify-before.out" 2>&1 || true
+"$PY" -m agent uninstall-certificate --system --config-dir "$WORK/config" > "$WORK/uninstall.out"
+ls /usr/local/share/ca-certificates > "$WORK/anchors-after.out"
+openssl verify -purpose sslserver -CAfile $bundle "$WORK/cert-copy.pem" \
+    > "$WORK/verify-after.out" 2>&1 || true
+"""
+
+
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and shutil.which("unshare")
+         and shutil.which("update-ca-certificates") and shutil.which("openssl")
+         and hasattr(os, "geteuid") and os.geteuid() == 0),
+    reason="needs root, unshare, update-ca-certificates and openssl (Linux)",
+)
+def test_system_bundle_install_and_removal_in_a_private_mount_namespace(tmp_path: Path) -> None:
+    """`install-certificate --system` as the installer runs it, on copies of /etc/ssl/certs and
+    /usr/local/share/ca-certificates bind-mounted in a private mount namespace (the machine's
+    own bundle is never touched)."""
+    shutil.copytree("/etc/ssl/certs", tmp_path / "certs", symlinks=True)
+    shutil.copytree("/usr/local/share/ca-certificates", tmp_path / "anchors", symlinks=True)
+    tls = localca.ensure(tmp_path / "config")
+    (tmp_path / "cert-copy.pem").write_bytes(tls.files.cert.read_bytes())
+    env = dict(os.environ, WORK=str(tmp_path), PY=sys.executable, HOME=str(tmp_path / "home"))
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", SYSTEM_SCRIPT],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = {name: (tmp_path / f"{name}.out").read_text() for name in (
+        "install", "verify-before", "uninstall", "anchors-after", "verify-after")}
+    assert tls.ca_fingerprint in out["install"]
+    assert out["verify-before"].strip().endswith(": OK"), out["verify-before"]
+    assert "eid-agent-local-ca.crt" in out["uninstall"]
+    assert "eid-agent-local-ca.crt" not in out["anchors-after"]
+    assert ": OK" not in out["verify-after"], out["verify-after"]
+    # the machine's own bundle did not get our CA
+    assert tls.ca.public_bytes(serialization.Encoding.PEM) not in Path(
+        "/etc/ssl/certs/ca-certificates.crt").read_bytes()
