@@ -56,3 +56,10 @@ def test_the_core_knows_neither_sockets_nor_pyscard() -> None:
     rooms = [ROOT / "agent" / "core", ROOT / "agent" / "cards"]
     for path in [p for room in rooms for p in room.rglob("*.py")]:
         assert not {"smartcard", "websockets", "socket"} & _imports(path), path
+
+
+def test_the_local_ca_is_pure() -> None:
+    # Certificates from cryptography and the standard library only: no agent room, no program.
+    imports = _imports(ROOT / "agent" / "localca.py")
+    assert imports <= {"__future__", "cryptography", "datetime", "ipaddress", "os", "ssl",
+                       "dataclasses", "pathlib"}, imports
