@@ -247,9 +247,13 @@ class Marionette(Driver):
         self.buffer += chunk
 
     def command(self, name: str, params: dict[str, Any] | None = None) -> Any:
+        return self.raw(f"WebDriver:{name}", params)
+
+    def raw(self, name: str, params: dict[str, Any] | None = None) -> Any:
+        """Any Marionette command by its full name (e.g. ``Marionette:SetContext``)."""
         message_id = self.next_id
         self.next_id += 1
-        body = json.dumps([0, message_id, f"WebDriver:{name}", params or {}]).encode()
+        body = json.dumps([0, message_id, name, params or {}]).encode()
         self.sock.sendall(str(len(body)).encode() + b":" + body)
         while True:
             kind, answer_id, error, result = self._receive()

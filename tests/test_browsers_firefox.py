@@ -11,11 +11,16 @@ portal's test CA is added the same way (certutil). The page reaches the agent ov
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +95,20 @@ def firefox_home(tmp_path: Path) -> Path:
     return home
 
 
-def test_registration_in_firefox_from_a_public_origin(pki: TestPki, vpcd: Any, pcscd: PrivatePcscd,
-                                                     firefox_home: Path, tmp_path: Path) -> None:
+@dataclass
+class Setup:
+    origin: str
+    port: int
+    app: PortalApp
+    agent: AgentProcess
+    profile: Path
+    home: Path
+
+
+@pytest.fixture
+def setup(pki: TestPki, vpcd: Any, pcscd: PrivatePcscd, firefox_home: Path,
+          tmp_path: Path) -> Iterator[Setup]:
+    """The card, the https portal at portal.example, the real agent, the Firefox profile."""
     insert(vpcd, pki)
     ca: TestCa = make_test_ca(tmp_path / "portal-ca", "eid-agent test portal CA", [PORTAL_HOST])
     profile = firefox_home / ".mozilla" / "firefox" / "test.default"
@@ -104,7 +121,6 @@ def test_registration_in_firefox_from_a_public_origin(pki: TestPki, vpcd: Any, p
 
     httpd = create_server("127.0.0.1", 0, make_app, tls=(ca.leaf_cert, ca.leaf_key))
     origin = httpd.app.site_origin
-    port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     process = AgentProcess(pcscd, firefox_home, {"pins": [PIN, PIN], "consents": []},
@@ -112,38 +128,47 @@ def test_registration_in_firefox_from_a_public_origin(pki: TestPki, vpcd: Any, p
     httpd.app.agent_url = process.url
     httpd.agent_urls = [process.wss_url, process.url]
     nss_trust(profile, {"eid-agent test portal CA": ca.ca_cert})
-    listed = subprocess.run(["certutil", "-L", "-d", f"sql:{profile}"], capture_output=True, text=True)
-    assert "eid-agent" in listed.stdout  # the agent's own CA, added by the agent at first start
+    try:
+        yield Setup(origin, int(httpd.server_address[1]), httpd.app, process, profile, firefox_home)
+    finally:
+        print(f"--- agent output ---\n{process.stop()[-20000:]}")
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@contextmanager
+def firefox(setup: Setup, extra_prefs: dict[str, Any] | None = None) -> Iterator[Marionette]:
+    """Firefox ESR (headless) on the profile, the portal counted as a public site."""
     marionette_port = free_port()
-    (profile / "user.js").write_text("\n".join([
-        f'user_pref("marionette.port", {marionette_port});',
-        f'user_pref("network.dns.localDomains", "{PORTAL_HOST}");',
-        f'user_pref("network.lna.address_space.public.override", "127.0.0.1:{port}");',
-        'user_pref("intl.accept_languages", "en-GB");',
-        'user_pref("browser.shell.checkDefaultBrowser", false);',
-        'user_pref("datareporting.policy.dataSubmissionEnabled", false);',
-        'user_pref("toolkit.telemetry.reporter", false);',
-        'user_pref("app.update.disabledForTesting", true);',
-        'user_pref("network.captive-portal-service.enabled", false);',
-        'user_pref("network.connectivity-service.enabled", false);',
-        'user_pref("browser.safebrowsing.update.enabled", false);',
-        "",
-    ]), encoding="utf-8")
-    env = {**os.environ, "HOME": str(firefox_home), "MOZ_HEADLESS": "1"}
+    prefs: dict[str, Any] = {
+        "marionette.port": marionette_port,
+        "network.dns.localDomains": PORTAL_HOST,
+        "network.lna.address_space.public.override": f"127.0.0.1:{setup.port}",
+        "intl.accept_languages": "en-GB",
+        "browser.shell.checkDefaultBrowser": False,
+        "datareporting.policy.dataSubmissionEnabled": False,
+        "toolkit.telemetry.reporter": False,
+        "app.update.disabledForTesting": True,
+        "network.captive-portal-service.enabled": False,
+        "network.connectivity-service.enabled": False,
+        "browser.safebrowsing.update.enabled": False,
+        **(extra_prefs or {}),
+    }
+    (setup.profile / "user.js").write_text(
+        "".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in prefs.items()),
+        encoding="utf-8")
+    env = {**os.environ, "HOME": str(setup.home), "MOZ_HEADLESS": "1"}
     env.pop("DISPLAY", None)
     browser = subprocess.Popen(
-        [FIREFOX, "--marionette", "--headless", "--no-remote", "--profile", str(profile)],
+        [FIREFOX, "--marionette", "-remote-allow-system-access", "--headless", "--no-remote",
+         "--profile", str(setup.profile)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     driver = None
     try:
         driver = Marionette(marionette_port)
         driver.new_session({"acceptInsecureCerts": False})  # the real certificate checks
-        run_flow(driver, origin, httpd.app, ARTIFACTS)
-        # Firefox says "prompt" for loopback-network but exempts WebSockets from its local
-        # network access checks: no prompt appeared, and the portal did not announce one.
-        state = driver.execute("return (async () => (await navigator.permissions"
-                               ".query({name: 'loopback-network'})).state)();")
-        assert state == "prompt"
+        yield driver
     finally:
         if driver is not None:
             driver.close()
@@ -153,9 +178,67 @@ def test_registration_in_firefox_from_a_public_origin(pki: TestPki, vpcd: Any, p
         except subprocess.TimeoutExpired:
             browser.kill()
             browser.wait()
-        output = process.stop()
-        print(f"--- agent output ---\n{output[-20000:]}")
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
-    assert re.search(rf"connection from '{re.escape(origin)}'", output)
+
+
+def test_registration_in_firefox_from_a_public_origin(setup: Setup) -> None:
+    listed = subprocess.run(["certutil", "-L", "-d", f"sql:{setup.profile}"], capture_output=True,
+                            text=True, check=True)
+    assert "eid-agent" in listed.stdout  # the agent's own CA, added by the agent at first start
+    with firefox(setup) as driver:
+        run_flow(driver, setup.origin, setup.app, ARTIFACTS)
+        # Firefox says "prompt" for loopback-network but exempts WebSockets from its local
+        # network access checks: no prompt appeared, and the portal did not announce one.
+        state = driver.execute("return (async () => (await navigator.permissions"
+                               ".query({name: 'loopback-network'})).state)();")
+        assert state == "prompt"
+    assert re.search(rf"connection from '{re.escape(setup.origin)}'", setup.agent.output)
+
+
+def answer_firefox_prompt(driver: Marionette, allow: bool, before: Any = None) -> str:
+    """Wait for Firefox's own "wants to access other apps and services on this device"
+    notification (browser UI: Marionette's chrome context, -remote-allow-system-access), call
+    ``before()``, then press Allow or Block on it."""
+    find = """const win = Services.wm.getMostRecentWindow("navigator:browser");
+      const note = win.PopupNotifications.getNotification("loopback-network",
+                                                          win.gBrowser.selectedBrowser);
+      const element = win.document.getElementById("loopback-network-notification");"""
+    driver.raw("Marionette:SetContext", {"value": "chrome"})
+    try:
+        shown = str(driver.wait_js(f"""(() => {{ {find}
+          return note && element && (note.message + " | " + note.mainAction.label + " / " +
+                                      note.secondaryActions.map(a => a.label).join(",")); }})()"""))
+        if before is not None:
+            before()
+        driver.execute(f"""{find}
+          (arguments[0] ? element.button : element.secondaryButton).click();""", allow)
+        return shown
+    finally:
+        driver.raw("Marionette:SetContext", {"value": "content"})
+
+
+@pytest.mark.parametrize("allow", [True, False], ids=["allow", "block"])
+def test_firefox_with_websocket_lna_checks(setup: Setup, allow: bool) -> None:
+    """With network.lna.websocket.enabled (off by default today) Firefox asks for WebSockets
+    too: nothing reaches the agent until the user answers; Allow -> the registration; Block ->
+    ERR_EID_LOCAL_ACCESS_BLOCKED and the Firefox recovery text."""
+    with firefox(setup, {"network.lna.websocket.enabled": True}) as driver:
+        driver.navigate(setup.origin + "/")
+        driver.wait_js("document.body.dataset.ready === 'true'")
+
+        def nothing_reached_the_agent() -> None:
+            time.sleep(1.0)  # the socket stays pending while Firefox asks
+            assert not re.search(rf"connection from '{re.escape(setup.origin)}'", setup.agent.output)
+
+        shown = answer_firefox_prompt(driver, allow, nothing_reached_the_agent)
+        assert "wants to access other apps and services on this device" in shown
+        assert "Allow / Block" in shown
+        if allow:
+            run_flow(driver, setup.origin, setup.app, ARTIFACTS / "lna-allow")
+            return
+        driver.wait_js("document.querySelector('#agent-line').dataset.state === 'blocked'")
+        assert driver.attribute("#blocked-help-text", "data-browser") == "firefox"
+        assert "In Firefox" in driver.text("#blocked-help-text")
+        driver.click("#login")
+        driver.wait_js("document.querySelector('#message').dataset.code === 'ERR_EID_LOCAL_ACCESS_BLOCKED'")
+        driver.screenshot(ARTIFACTS / "lna-block.png")
+    assert not re.search(rf"connection from '{re.escape(setup.origin)}'", setup.agent.output)
