@@ -219,11 +219,12 @@ def test_registration_with_the_managed_policy(pki: TestPki, vpcd: Any, portal: P
 
 # --- (b) and (c): the real prompt, answered with the keyboard under Xvfb ----------------------
 
-def answer_prompt(display: str, allow: bool, name: str) -> None:
+def answer_prompt(display: str, allow: bool, name: str, agent: AgentProcess, origin: str) -> None:
     """Focus Chromium's permission bubble (Alt+Shift+A focuses it on Block), then answer."""
     env = {**os.environ, "DISPLAY": display}
     time.sleep(1.0)  # the bubble ignores input right after it appears
     screenshot_display(display, ARTIFACTS / f"{name}-prompt.png")
+    assert connections_from(agent, origin) == 0  # the socket waits for the user's answer
     keys = ["alt+shift+a", "Tab", "Return"] if allow else ["alt+shift+a", "Return"]
     for key in keys:
         subprocess.run(["xdotool", "key", key], env=env, check=True, timeout=30)
@@ -255,7 +256,7 @@ def test_registration_after_allowing_the_prompt(pki: TestPki, vpcd: Any, portal:
         try:
             page = open_page(browser)
             explain_then_connect(page, portal, agent)
-            answer_prompt(display, allow=True, name="allow")
+            answer_prompt(display, allow=True, name="allow", agent=agent, origin=portal.origin)
             assert permission(page) == "granted"
             register(page, portal, "prompt-allow")
         finally:
@@ -273,7 +274,7 @@ def test_block_gives_the_distinct_error_and_recovery_text(pki: TestPki, vpcd: An
         try:
             page = open_page(browser)
             explain_then_connect(page, portal, agent)
-            answer_prompt(display, allow=False, name="block")
+            answer_prompt(display, allow=False, name="block", agent=agent, origin=portal.origin)
             assert permission(page) == "denied"
             line = page.locator("#agent-line")
             expect(line).to_have_attribute("data-state", "blocked", timeout=WAIT)
