@@ -6,9 +6,10 @@ WebKit blocks ``ws://`` from an https page as mixed content, with no prompt and 
 page reaches the agent only over ``wss://`` with a certificate the system trusts. WebKitGTK
 trusts the system bundle (GnuTLS, ``/etc/ssl/certs/ca-certificates.crt``), so the browser runs
 in a private mount namespace where the agent's local CA (and the portal's test CA) are
-installed the way a system-wide install does it: copied to ``/usr/local/share/ca-certificates``
-and ``update-ca-certificates``. Nothing changes outside that namespace; ``portal.example`` is
-mapped to 127.0.0.1 in the namespace's ``/etc/hosts``.
+installed the way a system-wide install does it: ``eid-agent install-certificate --system``
+(``/usr/local/share/ca-certificates`` + ``update-ca-certificates``; the portal's test CA the
+same way). Nothing changes outside that namespace; ``portal.example`` is mapped to 127.0.0.1 in
+the namespace's ``/etc/hosts``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +57,11 @@ for pem in "$work"/trust/*.pem; do
   cp "$pem" "/usr/local/share/ca-certificates/$(basename "$pem" .pem).crt"
 done
 update-ca-certificates >"$work/update-ca-certificates.log" 2>&1
+if [ -n "${EID_AGENT_CONFIG:-}" ]; then
+  # the agent's own system-wide install step (what the package's postinst runs)
+  "$EID_PYTHON" -m agent install-certificate --system --config-dir "$EID_AGENT_CONFIG" \
+    >"$work/install-certificate.log" 2>&1
+fi
 cp /etc/hosts "$work/hosts"
 echo "127.0.0.1 PORTAL_HOST" >>"$work/hosts"
 mount --bind "$work/hosts" /etc/hosts
@@ -80,8 +87,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
 
 
 @contextmanager
-def webkit(home: Path, work: Path, trusted: dict[str, Path]) -> Iterator[WebDriverHttp]:
-    """MiniBrowser under Xvfb in a mount namespace whose system trust store has ``trusted`` added."""
+def webkit(home: Path, work: Path, trusted: dict[str, Path],
+           agent_config: Path | None = None) -> Iterator[WebDriverHttp]:
+    """MiniBrowser under Xvfb in a mount namespace whose system trust store has ``trusted`` added
+    and, with ``agent_config``, the agent's CA installed by ``install-certificate --system``."""
     (work / "trust").mkdir(parents=True)
     for name, pem in trusted.items():
         shutil.copy(pem, work / "trust" / f"{name}.pem")
@@ -90,7 +99,8 @@ def webkit(home: Path, work: Path, trusted: dict[str, Path]) -> Iterator[WebDriv
     with xvfb() as display:
         env = {**os.environ, "DISPLAY": display, "HOME": str(home),
                # WebKit's bubblewrap sandbox cannot start as root in a container
-               "WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS": "1"}
+               "WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS": "1",
+               "EID_PYTHON": sys.executable, "EID_AGENT_CONFIG": str(agent_config or "")}
         browser = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c",
              NAMESPACE_SETUP.replace("PORTAL_HOST", PORTAL_HOST), "setup", str(work),
@@ -157,9 +167,14 @@ def setup(pki: TestPki, vpcd: Any, pcscd: PrivatePcscd, tmp_path: Path) -> Itera
 
 
 def test_registration_in_webkit_over_wss(setup: Setup, tmp_path: Path) -> None:
-    trusted = {"eid-agent-local-ca": setup.agent.ca_file,  # as the system-wide installer does
-               "eid-agent-test-portal-ca": setup.portal_ca}
-    with webkit(setup.home, tmp_path / "namespace", trusted) as driver:
+    config = setup.agent.ca_file.parent.parent  # <config dir>/tls/ca.pem
+    work = tmp_path / "namespace"
+    with webkit(setup.home, work, {"eid-agent-test-portal-ca": setup.portal_ca}, config) as driver:
+        installed = (work / "install-certificate.log").read_text(encoding="utf-8")
+        bundle = (work / "etc-ssl-certs" / "ca-certificates.crt").read_text(encoding="ascii")
+        ca_pem = setup.agent.ca_file.read_text(encoding="ascii").strip()
+        assert ca_pem in bundle, installed  # the namespace's system bundle, not the machine's
+        assert ca_pem not in Path("/etc/ssl/certs/ca-certificates.crt").read_text(encoding="ascii")
         run_flow(driver, setup.origin, setup.app, ARTIFACTS)
         # ws:// from this https page is mixed content in WebKit: blocked, silently.
         blocked = driver.execute(
