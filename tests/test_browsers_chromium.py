@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -52,7 +54,6 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 PORTAL_HOST = "portal.example"
-POLICY_DIR = Path("/etc/chromium/policies/managed")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browsers" / "chromium"
 
 
@@ -126,13 +127,14 @@ def agent(pcscd: PrivatePcscd, portal: PublicPortal, tmp_path: Path) -> Iterator
     print(f"--- agent output ---\n{process.stop()[-30000:]}")
 
 
-def launch(playwright: Any, portal: PublicPortal, *, display: str | None = None) -> Any:
+def launch(playwright: Any, portal: PublicPortal, *, display: str | None = None,
+           executable: Path | None = None) -> Any:
     assert portal.home is not None
     env = {**os.environ, "HOME": str(portal.home)}
     if display:
         env["DISPLAY"] = display
     return playwright.chromium.launch(
-        executable_path=CHROMIUM, headless=display is None, env=env,
+        executable_path=str(executable or CHROMIUM), headless=display is None, env=env,
         args=[*ARGS, f"--host-resolver-rules=MAP {PORTAL_HOST} 127.0.0.1",
               f"--ip-address-space-overrides=127.0.0.1:{portal.port}=public"])
 
@@ -182,30 +184,47 @@ def connections_from(process: AgentProcess, origin: str) -> int:
 
 # --- (a) the administrator's policy -----------------------------------------------------------
 
+# Chromium in a private mount namespace whose /etc/chromium/policies is the folder that
+# `eid-agent write-browser-policy --root DIR` wrote: the real policy files, and no change to the
+# machine's own policy folder (other test runs share it).
+NAMESPACED_CHROMIUM = """#!/bin/sh
+mkdir -p /etc/chromium/policies
+exec unshare -m --propagation private sh -c \
+  'mount --bind "$0" /etc/chromium/policies && exec /usr/bin/chromium "$@"' "POLICIES" "$@"
+"""
+
+
 @pytest.fixture
-def managed_policy(portal: PublicPortal) -> Iterator[Path]:
-    """Chromium's managed policy file listing the portal (Linux: /etc/chromium/policies/managed)."""
-    if os.geteuid() != 0:
-        pytest.skip("writing Chromium's managed policy needs root")
-    POLICY_DIR.mkdir(parents=True, exist_ok=True)
-    path = POLICY_DIR / f"eid-agent-test-{os.getpid()}-{portal.port}.json"
-    path.write_text(json.dumps({
+def managed_policy(portal: PublicPortal, tmp_path: Path) -> Path:
+    """`eid-agent write-browser-policy --origin <portal>` into a folder; a Chromium wrapper that
+    sees it as /etc/chromium/policies. Returns the wrapper (Playwright's executable_path)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a private mount namespace for Chromium's policy folder needs root and unshare")
+    root = tmp_path / "policy-root"
+    written = subprocess.run(
+        [sys.executable, "-m", "agent", "write-browser-policy", "--origin", portal.origin,
+         "--root", str(root)], capture_output=True, text=True, timeout=60, check=True)
+    policy = root / "etc" / "chromium" / "policies" / "managed" / "eid-agent.json"
+    assert str(policy) in written.stdout
+    assert json.loads(policy.read_text(encoding="utf-8")) == {
         "LocalNetworkAccessAllowedForUrls": [portal.origin],
         "LoopbackNetworkAllowedForUrls": [portal.origin],
-    }), encoding="utf-8")
-    try:
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
+    }
+    wrapper = tmp_path / "chromium-with-policy"
+    wrapper.write_text(NAMESPACED_CHROMIUM.replace("POLICIES", str(policy.parent.parent)),
+                       encoding="utf-8")
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 def test_registration_with_the_managed_policy(pki: TestPki, vpcd: Any, portal: PublicPortal,
                                               agent: AgentProcess, managed_policy: Path) -> None:
+    """`write-browser-policy` lists the portal: Chromium never asks, the page connects."""
     from playwright.sync_api import sync_playwright
 
     insert(vpcd, pki)
     with sync_playwright() as playwright:
-        browser = launch(playwright, portal)
+        browser = launch(playwright, portal, executable=managed_policy)
         try:
             page = open_page(browser)
             page.goto(portal.origin + "/")
