@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -137,9 +138,19 @@ def setup(pki: TestPki, vpcd: Any, pcscd: PrivatePcscd, firefox_home: Path,
         thread.join(5)
 
 
+# Firefox in a private mount namespace whose /etc/firefox/policies is the folder that
+# `eid-agent write-browser-policy --root DIR` wrote (no change to the machine's policies).
+NAMESPACED = """mkdir -p /etc/firefox/policies
+mount --bind "$0" /etc/firefox/policies
+exec "$@"
+"""
+
+
 @contextmanager
-def firefox(setup: Setup, extra_prefs: dict[str, Any] | None = None) -> Iterator[Marionette]:
-    """Firefox ESR (headless) on the profile, the portal counted as a public site."""
+def firefox(setup: Setup, extra_prefs: dict[str, Any] | None = None,
+            policies: Path | None = None) -> Iterator[Marionette]:
+    """Firefox ESR (headless) on the profile, the portal counted as a public site; with
+    ``policies``, that folder is Firefox's /etc/firefox/policies."""
     marionette_port = free_port()
     prefs: dict[str, Any] = {
         "marionette.port": marionette_port,
@@ -160,9 +171,13 @@ def firefox(setup: Setup, extra_prefs: dict[str, Any] | None = None) -> Iterator
         encoding="utf-8")
     env = {**os.environ, "HOME": str(setup.home), "MOZ_HEADLESS": "1"}
     env.pop("DISPLAY", None)
+    command = [FIREFOX, "--marionette", "-remote-allow-system-access", "--headless", "--no-remote",
+               "--profile", str(setup.profile)]
+    if policies is not None:
+        command = ["unshare", "-m", "--propagation", "private", "sh", "-c", NAMESPACED,
+                   str(policies), *command]
     browser = subprocess.Popen(
-        [FIREFOX, "--marionette", "-remote-allow-system-access", "--headless", "--no-remote",
-         "--profile", str(setup.profile)],
+        command,
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     driver = None
     try:
@@ -242,3 +257,22 @@ def test_firefox_with_websocket_lna_checks(setup: Setup, allow: bool) -> None:
         driver.wait_js("document.querySelector('#message').dataset.code === 'ERR_EID_LOCAL_ACCESS_BLOCKED'")
         driver.screenshot(ARTIFACTS / "lna-block.png")
     assert not re.search(rf"connection from '{re.escape(setup.origin)}'", setup.agent.output)
+
+
+def test_firefox_policy_skips_the_prompt(setup: Setup, tmp_path: Path) -> None:
+    """WebSocket LNA checks on, and the LocalNetworkAccess SkipDomains policy written by
+    `eid-agent write-browser-policy` lists the portal: no prompt, the registration goes through."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a private mount namespace for Firefox's policy folder needs root and unshare")
+    root = tmp_path / "policy-root"
+    subprocess.run([sys.executable, "-m", "agent", "write-browser-policy", "--origin", setup.origin,
+                    "--root", str(root)], capture_output=True, text=True, timeout=60, check=True)
+    policies = root / "etc" / "firefox" / "policies"
+    assert json.loads((policies / "policies.json").read_text(encoding="utf-8")) == {
+        "policies": {"LocalNetworkAccess": {"SkipDomains": [PORTAL_HOST]}}}
+    with firefox(setup, {"network.lna.websocket.enabled": True}, policies=policies) as driver:
+        driver.raw("Marionette:SetContext", {"value": "chrome"})
+        active = driver.execute("return Services.policies.getActivePolicies();")
+        driver.raw("Marionette:SetContext", {"value": "content"})
+        assert active["LocalNetworkAccess"] == {"SkipDomains": [PORTAL_HOST]}
+        run_flow(driver, setup.origin, setup.app, ARTIFACTS / "lna-policy")
