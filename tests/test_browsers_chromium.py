@@ -316,3 +316,32 @@ def test_block_gives_the_distinct_error_and_recovery_text(pki: TestPki, vpcd: An
     # The browser stopped every attempt before the WebSocket handshake: no session in the agent.
     assert connections_from(agent, portal.origin) == 0
     assert portal.app.accounts.get(Holder().national_number) is None
+
+
+def test_headless_denial_is_a_local_access_error(pki: TestPki, vpcd: Any, portal: PublicPortal,
+                                                 agent: AgentProcess) -> None:
+    """Headless Chromium cannot show the prompt and denies at once (the permission becomes
+    "denied"): the client says LocalAccessBlockedError right away, not "install the agent"."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright, portal)
+        try:
+            page = open_page(browser)
+            page.goto(portal.origin + "/")
+            assert permission(page) == "prompt"
+            result = page.evaluate("""async (urls) => {
+              const eid = await import('/clients/js/eid-agent.js');
+              const agent = new eid.EidAgent({urls, promptTimeout: 3000});
+              const started = performance.now();
+              try { await agent.status(); return {ok: true}; }
+              catch (e) { return {name: e.name, code: e.code, permission: e.data.permission,
+                                  ms: performance.now() - started}; }
+            }""", portal.server.agent_urls)
+        finally:
+            browser.close()
+    assert result["name"] == "LocalAccessBlockedError", result
+    assert result["code"] == "ERR_EID_LOCAL_ACCESS_BLOCKED"
+    assert result["permission"] == "denied"
+    assert result["ms"] < 2500  # no wait for the (never shown) prompt
+    assert connections_from(agent, portal.origin) == 0
