@@ -406,6 +406,9 @@ export class EidAgent {
     if (this._opening) return this._opening;
     this._closed = false;
     this._opening = this._open().then((socket) => {
+      if (socket.readyState !== 1) {
+        throw new ConnectionLostError("The connection to the eID agent closed right after it opened");
+      }
       socket.onmessage = (event) => this._onMessage(event.data);
       socket.onclose = (event) => this._onClose(socket, event);
       this._socket = socket;
