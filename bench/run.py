@@ -21,6 +21,7 @@ import datetime
 import os
 import platform
 import random
+import ssl
 import statistics
 import subprocess
 import sys
@@ -204,8 +205,11 @@ class Bench:
 
     # -- benchmarks -------------------------------------------------------------------
 
-    async def status_times(self, url: str, count: int) -> list[float]:
-        client = await RpcClient.open(url, PORTAL)
+    async def status_times_tls(self, url: str, count: int, ca: Path) -> list[float]:
+        return await self.status_times(url, count, ssl.create_default_context(cafile=str(ca)))
+
+    async def status_times(self, url: str, count: int, context: Any = None) -> list[float]:
+        client = await RpcClient.open(url, PORTAL, ssl=context)
         times = []
         try:
             for _ in range(20):
@@ -217,6 +221,19 @@ class Bench:
         finally:
             await client.close()
         return times
+
+    async def handshake_times(self, url: str, count: int, ca: Path | None = None) -> list[float]:
+        """Seconds for a new connection (TCP, TLS for wss, WebSocket upgrade) and its first
+        status answer: what a page pays when it opens the agent."""
+        context = ssl.create_default_context(cafile=str(ca)) if ca else None
+        times = []
+        for _ in range(count + 5):
+            start = time.perf_counter()
+            client = await RpcClient.open(url, PORTAL, ssl=context)
+            checked(await client.call("status"), "status")
+            times.append(time.perf_counter() - start)
+            await client.close()
+        return times[5:]  # the first ones warm caches (imports, session setup)
 
     async def pending_sign(self, url: str, card: CountingCard) -> RpcClient:
         """A connection whose sign waits in the (hanging) scripted PIN prompt."""
@@ -311,6 +328,10 @@ class Bench:
         pins: list[Any] = [PIN] * (2 * s.ops) + [HANG] + [PIN] * 4
         with self.inserted(card) as served, self.agent(card, pins) as agent:
             idle_status = await self.status_times(agent.url, s.status)
+            handshakes = max(20, s.status // 10)
+            ws_open = await self.handshake_times(agent.url, handshakes)
+            wss_open = await self.handshake_times(agent.wss_url, handshakes, agent.ca_file)
+            wss_status = await self.status_times_tls(agent.wss_url, s.status, agent.ca_file)
             auth, auth_cmds = await self.agent_ops(agent.url, card, "authenticate", s.ops)
             sign, sign_cmds = await self.agent_ops(agent.url, card, "sign", s.ops)
             raw_auth = self.raw_ops(card, essential_commands(auth_cmds), s.ops)
@@ -327,6 +348,13 @@ class Bench:
         p50, p99 = percentile(idle_status, 50), percentile(idle_status, 99)
         self.row("status round trip, idle: p50 / p99", f"{ms(p50)} / {ms(p99)} (n={len(idle_status)})",
                  "0.5 ms / 2 ms", p50 <= 0.0005 and p99 <= 0.002)
+        for label, times in (("ws://", ws_open), ("wss:// (local CA, TLS 1.3)", wss_open)):
+            p50, p99 = percentile(times, 50), percentile(times, 99)
+            self.row(f"connect + first status, {label}: p50 / p99",
+                     f"{ms(p50)} / {ms(p99)} (n={len(times)})", "-", None)
+        p50, p99 = percentile(wss_status, 50), percentile(wss_status, 99)
+        self.row("status round trip over wss://, idle: p50 / p99",
+                 f"{ms(p50)} / {ms(p99)} (n={len(wss_status)})", "-", None)
         p50, p99 = percentile(busy_status, 50), percentile(busy_status, 99)
         self.row("status round trip, another connection's sign pending: p50 / p99",
                  f"{ms(p50)} / {ms(p99)} (n={len(busy_status)})", "0.5 ms / 2 ms",

@@ -24,10 +24,13 @@ APT_PACKAGES=(
   libegl1 libgl1 libglib2.0-0 libfontconfig1 libfreetype6 libdbus-1-3 fonts-dejavu-core
   # a session bus for the tray under Xvfb (dbus-run-session)
   dbus-daemon
-  # browser tests (Debian's Chromium, never a downloaded browser)
-  chromium
+  # browser tests (Debian's browsers, never a downloaded one): Chromium (Playwright), Firefox ESR
+  # (its own Marionette), WebKitGTK (WebKitWebDriver + MiniBrowser)
+  chromium firefox-esr webkit2gtk-driver
   # MSI build and inspection
   wixl msitools
+  # wss:// local CA: NSS certutil/vfychain (browser trust stores), the system bundle tools
+  libnss3-tools ca-certificates
   # validating the generated autostart entry
   desktop-file-utils systemd
   # private pcscd for fault tests: unshare/nsenter; ps; peer-isolation tests: runuser, prlimit

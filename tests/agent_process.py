@@ -23,6 +23,7 @@ def free_port() -> int:
 
 
 _LISTENING = re.compile(r"listening on ws://[^ ]*?:(\d+)")
+_LISTENING_WSS = re.compile(r"listening on wss://[^ ]*?:(\d+)")
 
 
 class AgentProcess:
@@ -42,8 +43,10 @@ class AgentProcess:
         port: int | None | str = "free",
     ) -> None:
         """``prefix``: run the agent under another command (``nsenter``, ``prlimit``);
-        ``port``: ``"free"`` a free port, a number, or None for the agent's own slot choice."""
+        ``port``: ``"free"`` a free port, a number, or None for the agent's own slot choice
+        (then the wss port is the slot's too; otherwise a free port is passed as --wss-port)."""
         self.port = free_port() if port == "free" else int(port or 0)
+        self.wss_port = free_port() if self.port else 0
         self.home = home
         script_file = home / "script.json"
         script_file.write_text(json.dumps(script), encoding="utf-8")
@@ -62,7 +65,8 @@ class AgentProcess:
         environment.update(env or {})
         args = [
             *prefix, sys.executable, "-m", "agent", "--log-level", log_level, "serve",
-            *(["--port", str(self.port)] if self.port else []), "--no-tray",
+            *(["--port", str(self.port)] if self.port else []),
+            *(["--wss-port", str(self.wss_port)] if self.wss_port else []), "--no-tray",
             "--interaction", "scripted", "--script", str(script_file), *extra_args,
         ]
         for origin in allow_origins:
@@ -84,6 +88,9 @@ class AgentProcess:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
+            wss = _LISTENING_WSS.search(line)
+            if wss:  # printed before the ws line
+                self.wss_port = int(wss.group(1))
             found = _LISTENING.search(line)
             if found:  # a log line (stderr) may follow on the same line: take the digits only
                 self.port = int(found.group(1))
@@ -94,6 +101,15 @@ class AgentProcess:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def wss_url(self) -> str:
+        return f"wss://127.0.0.1:{self.wss_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The agent's local CA certificate (trust anchor for ``wss_url``)."""
+        return self.home / "config" / "eid-agent" / "tls" / "ca.pem"
 
     @property
     def output(self) -> str:

@@ -39,11 +39,17 @@ def raw_client(
     *methods: str,
     user: str | None = None,
     netns: NetNamespace | None = None,
+    tls_ca: str | None = None,
+    host_port: int | None = None,
 ) -> dict[str, Any]:
+    """``tls_ca``: connect over TLS trusting only this CA (PEM text); ``host_port``: the port
+    the Host header names (default: the one connected to)."""
     command: list[str] = [*(netns.prefix if netns else ())]
     if user:
         command += ["runuser", "-u", user, "--"]
-    command += [SYSTEM_PYTHON, "-c", CLIENT_SOURCE, host, str(port), origin, *methods]
+    options = [*(["--tls", tls_ca] if tls_ca else []),
+               *(["--host-port", str(host_port)] if host_port else [])]
+    command += [SYSTEM_PYTHON, "-c", CLIENT_SOURCE, *options, host, str(port), origin, *methods]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)

@@ -1,16 +1,20 @@
 """A WebSocket client in the standard library only, run as another OS user in tests.
 
-``python3 raw_ws_client.py HOST PORT ORIGIN [METHOD ...]``: opens the handshake with that
-Origin and, if the agent upgrades, calls each METHOD (no params) and reads its reply. Prints
-one JSON object: ``status`` (HTTP status of the handshake), ``headers``, ``raw`` (every byte
-received, as text), ``replies`` (the decoded JSON-RPC replies) and ``error`` (if any).
-Stdlib only, because the project's virtualenv may not be readable by that user.
+``python3 raw_ws_client.py [--tls CA_PEM] [--host-port N] HOST PORT ORIGIN [METHOD ...]``:
+(over TLS trusting only the CA given as PEM text, when ``--tls``) opens the handshake with
+that Origin (and a Host header naming port N, when ``--host-port``) and, if the agent
+upgrades, calls each METHOD (no params) and reads its reply. Prints one JSON object:
+``status`` (HTTP status of the handshake), ``headers``, ``raw`` (every byte received, as
+text), ``replies`` (the decoded JSON-RPC replies), ``tls`` (the TLS version, over TLS) and
+``error`` (if any). Stdlib only, because the project's virtualenv may not be readable by
+that user.
 """
 
 import base64
 import json
 import os
 import socket
+import ssl
 import struct
 import sys
 
@@ -48,15 +52,29 @@ def read_frame(sock, sink):
 
 
 def main():
-    host, port, origin, methods = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+    args = sys.argv[1:]
+    ca_pem, host_port = None, None
+    while args and args[0].startswith("--"):
+        option, value = args.pop(0), args.pop(0)
+        if option == "--tls":
+            ca_pem = value
+        elif option == "--host-port":
+            host_port = int(value)
+    host, port, origin, methods = args[0], int(args[1]), args[2], args[3:]
     result = {"status": None, "headers": {}, "raw": "", "replies": [], "error": None}
     received = []
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    named = host_port or port
+    host_header = f"[{host}]:{named}" if ":" in host else f"{host}:{named}"
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
-            sock.connect((host, port))
+        with socket.socket(family, socket.SOCK_STREAM) as plain:
+            plain.settimeout(10)
+            plain.connect((host, port))
+            sock = plain
+            if ca_pem is not None:
+                sock = ssl.create_default_context(cadata=ca_pem).wrap_socket(
+                    plain, server_hostname=host)
+                result["tls"] = sock.version()
             key = base64.b64encode(os.urandom(16)).decode()
             sock.sendall(
                 (
@@ -99,7 +117,7 @@ def main():
                     if not chunk:
                         break
                     received.append(chunk)
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError) as exc:  # ssl.SSLError is an OSError
         result["error"] = f"{type(exc).__name__}: {exc}"
     result["raw"] = b"".join(received).decode("utf-8", "replace")
     print(json.dumps(result))

@@ -106,10 +106,13 @@ async def run_agent(
     stop: asyncio.Event | None = None,
     port_explicit: bool = True,
     allow_http_loopback: bool = False,
+    wss: WssOptions | None = None,
 ) -> None:
-    """Serve until ``stop`` is set (or the task is cancelled).
+    """Serve until ``stop`` is set (or the task is cancelled); ``wss://`` beside ``ws://``.
 
-    ``port_explicit``: serve on ``config.port`` or fail; otherwise take a free slot.
+    ``port_explicit``: serve on ``config.port`` or fail; otherwise take a free slot. The
+    ``wss://`` listener takes the slot's wss port (or ``wss.port``) from the same reservation
+    and is served by the same server (same checks and limits).
     """
     from agent.app.memory import release_free_memory
     from agent.core.service import AgentService
@@ -117,20 +120,38 @@ async def run_agent(
     from agent.ws import DEFAULT_HOSTS, serve
     from agent.ws.ports import reserve
 
-    reservation = reserve(DEFAULT_HOSTS, config.port if port_explicit else None)
+    wss = wss or WssOptions()
+    reservation = reserve(
+        DEFAULT_HOSTS, config.port if port_explicit else None, wss.port if wss.enabled else None
+    )
     for squat in reservation.squats:
         warning = squat_warning(squat, reservation.ws_port)
         logger.warning("%s", warning)
         print(f"eid-agent: WARNING: {warning}", file=sys.stderr, flush=True)
     config = dataclasses.replace(config, port=reservation.ws_port)
+    tls = await _prepare_tls(config, wss) if wss.enabled and reservation.wss_sockets else None
+    if tls is None:  # no wss:// (switched off, its port taken, or no certificate)
+        for sock in reservation.take_wss_sockets():
+            sock.close()
+    context = tls.context() if tls is not None else None
     backend = PcscBackend()
     service = AgentService(backend, interaction, config=config, on_idle=release_free_memory)
     stop = stop or asyncio.Event()
     await service.start()
+    renewer: asyncio.Task[None] | None = None
     try:
         async with serve(
-            service, reservation=reservation, allow_http_loopback=allow_http_loopback
+            service, reservation=reservation, allow_http_loopback=allow_http_loopback,
+            ssl_context=context,
         ) as server:
+            if tls is not None and server.wss_port:  # before the ws line: tests wait for that
+                print(
+                    f"eid-agent {__version__} listening on wss://127.0.0.1:{server.wss_port}"
+                    f" (local CA SHA-256 {tls.ca_fingerprint}, certificate expires"
+                    f" {tls.expires:%Y-%m-%d})",
+                    flush=True,
+                )
+                renewer = asyncio.create_task(_renew_periodically(config.config_dir, context, wss.trust))
             print(
                 f"eid-agent {__version__} listening on ws://127.0.0.1:{server.port}",
                 flush=True,
@@ -144,7 +165,76 @@ async def run_agent(
                 for waiter in waits:
                     waiter.cancel()
     finally:
+        if renewer is not None:
+            renewer.cancel()
         await service.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class WssOptions:
+    """The ``wss://`` listener: on the wss port of the agent's slot (24848 + 2k), or next to
+    an explicit ``--port``, or ``port`` when given.
+
+    ``trust``: ``auto`` adds a newly made CA to this user's browser trust stores (and swaps
+    it on renewal); ``none`` leaves the stores alone (``eid-agent install-certificate``).
+    """
+
+    enabled: bool = True
+    port: int | None = None
+    trust: str = "auto"
+
+
+async def _prepare_tls(config: Any, options: WssOptions) -> Any:
+    """The certificate set for ``wss://`` (made at first start, trusted per ``options``), or
+    None when it cannot be made or read (``ws://`` still serves)."""
+    from agent.tls import localca
+
+    try:
+        tls = await asyncio.to_thread(localca.ensure, config.config_dir)
+    except (OSError, ValueError) as exc:
+        logger.warning("no wss:// listener: cannot make or read its certificate (%s)", exc)
+        return None
+    if tls.created and options.trust == "auto":
+        from agent.tls import truststore
+
+        trusting = asyncio.ensure_future(asyncio.to_thread(truststore.install_for_user, tls))
+        if sys.platform.startswith("linux"):
+            await trusting  # NSS: a few ms, and pages find the CA trusted once we listen
+        # Windows and macOS ask the user to confirm: serve meanwhile.
+    return tls
+
+
+RENEW_CHECK_SECONDS = 12 * 3600
+"""How often a running agent checks whether its certificate is due for renewal."""
+
+
+def renew_tls(config_dir: Path, context: Any, trust: str, now: Any = None) -> Any:
+    """Renew the certificate set when due (new CA + leaf, trust stores swapped) and load the
+    new leaf into the running listener's ``context`` (new connections get it). The set."""
+    from agent.tls import localca
+
+    tls = localca.ensure(config_dir, now=now)
+    if tls.created:
+        if trust == "auto":
+            from agent.tls import truststore
+
+            truststore.install_for_user(tls)
+        context.load_cert_chain(tls.files.cert, tls.files.key)
+        logger.info("renewed the wss:// certificate; local CA SHA-256 %s", tls.ca_fingerprint)
+    return tls
+
+
+async def _renew_periodically(config_dir: Path, context: Any, trust: str) -> None:
+    while True:
+        await asyncio.sleep(RENEW_CHECK_SECONDS)
+        try:
+            await asyncio.to_thread(renew_tls, config_dir, context, trust)
+        except Exception:
+            logger.exception("renewing the wss:// certificate failed")
+
+
+def _wss_options(args: argparse.Namespace) -> WssOptions:
+    return WssOptions(enabled=args.wss, port=args.wss_port, trust=args.trust_store)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,6 +266,7 @@ def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "port_explicit": getattr(args, "port_explicit", True),
         "allow_http_loopback": getattr(args, "allow_http_loopback", False),
+        "wss": _wss_options(args),
     }
 
 
@@ -326,6 +417,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-dir", help="the user's settings folder (default: per platform)")
     parser.add_argument("--no-log-file", dest="log_file", action="store_false",
                         help="log to the terminal only, not to the log folder")
+    parser.add_argument("--no-wss", dest="wss", action="store_false",
+                        help="no wss:// listener (ws:// only)")
+    parser.add_argument("--wss-port", type=int, default=None,
+                        help="wss:// port (default: the slot's, the ws port + 1: 24848 + 2k)")
+    parser.add_argument("--trust-store", choices=("auto", "none"), default="auto",
+                        help="auto: add a new local CA to this user's browser trust stores")
 
 
 def add_parser(subparsers: Any) -> None:

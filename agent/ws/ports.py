@@ -230,8 +230,14 @@ def _try_slot(hosts: Sequence[str], ws_port: int, wss_port: int) -> Reservation:
     return Reservation(port, wss_port, tuple(bound), ws_sockets, wss_sockets)
 
 
-def reserve(hosts: Sequence[str], port: int | None = None) -> Reservation:
+def reserve(
+    hosts: Sequence[str], port: int | None = None, wss_port: int | None = None
+) -> Reservation:
     """Bind the agent's ports: ``port`` if given (strict), else the first free slot.
+
+    The wss port is the slot's (or ``port + 1`` next to an explicit port, when free), unless
+    ``wss_port`` names one (0: any free port); a wss port that cannot be bound leaves
+    ``ws://`` alone (logged, ``wss_port`` None).
 
     Raises:
         PortSquattedError: the explicit ``port`` is half-bound.
@@ -239,15 +245,28 @@ def reserve(hosts: Sequence[str], port: int | None = None) -> Reservation:
         AlreadyRunningError: this user's agent holds a slot already.
         NoFreeSlotError: no slot of the range is free.
     """
+    reservation = _reserve_ws(hosts, port, next_wss=wss_port is None)
+    if wss_port is not None:
+        for sock in reservation.take_wss_sockets():
+            sock.close()
+        reservation.wss_port = None
+        _bind_wss(reservation, wss_port)
+    return reservation
+
+
+def _bind_wss(reservation: Reservation, wss_port: int) -> None:
+    try:
+        reservation.wss_port, reservation.wss_sockets, _ = bind_pair(reservation.hosts, wss_port)
+    except OSError as exc:
+        logger.warning("port %d (for wss) is not free: %s", wss_port, exc)
+
+
+def _reserve_ws(hosts: Sequence[str], port: int | None, next_wss: bool) -> Reservation:
     if port is not None:
         chosen, sockets, bound = bind_pair(hosts, port)
         reservation = Reservation(chosen, None, tuple(bound), sockets)
-        if port and port < 65535:  # the wss port next to an explicit one, when it is free
-            try:
-                _, reservation.wss_sockets, _ = bind_pair(bound, port + 1)
-                reservation.wss_port = port + 1
-            except OSError as exc:
-                logger.warning("port %d (for wss) is not free: %s", port + 1, exc)
+        if next_wss and port and port < 65535:  # the wss port next to an explicit one, when it is free
+            _bind_wss(reservation, port + 1)
         return reservation
     squats: list[Squat] = []
     for slot in range(SLOT_COUNT):

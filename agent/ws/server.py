@@ -2,8 +2,11 @@
 
 Binds 127.0.0.1 and ::1 explicitly (never a name, never 0.0.0.0) on sockets reserved by
 :mod:`agent.ws.ports` (a slot of the fixed range, or an explicit port; a half-bound pair is
-never used). Every connection's peer is looked up at accept time (:mod:`agent.peercred`):
-a socket owned by another OS user gets a bare 403 before its request is even looked at.
+never used). With an ``ssl_context`` the same server also listens for ``wss://`` on the
+slot's wss port (the reservation's wss sockets): one handler, one set of checks and limits
+for both schemes; Host must name the port the connection came in on. Every connection's
+peer is looked up at accept time (:mod:`agent.peercred`): a socket owned by another OS user
+gets a bare 403 before its request is even looked at.
 Every handshake is then checked before the service sees it: path ``/``, Host (DNS
 rebinding), Origin syntax and ``service.origin_precheck`` (403), connection limits, total
 and per origin (503). Only then is ``service.open_client(origin)`` called, so a refused page
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Protocol
@@ -117,6 +121,7 @@ class WsServer:
         max_handshakes: int = MAX_HANDSHAKES,
         max_outgoing_bytes: int = MAX_OUTGOING_BYTES,
         allow_http_loopback: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not hosts:
             raise ValueError("no address to bind")
@@ -132,6 +137,10 @@ class WsServer:
         self.max_handshakes = max_handshakes
         self.max_outgoing_bytes = max_outgoing_bytes
         self.allow_http_loopback = allow_http_loopback
+        self.ssl_context = ssl_context
+        """With a context, ``wss://`` is served too, on the reservation's wss sockets."""
+        self.wss_port: int | None = None
+        """The ``wss://`` port once listening (None: ws only)."""
         self.bound: list[str] = []
         self._servers: list[Server] = []
         self._connections: set[ServerConnection] = set()
@@ -173,10 +182,47 @@ class WsServer:
                 )
                 self._servers.append(server)
                 self.bound.append(_host_of(sock))
+            if self.ssl_context is not None:
+                await self._start_wss(self.reservation.take_wss_sockets())
         except BaseException:
             await self.close()
             raise
-        logger.info("listening on %s, port %d", ", ".join(self.bound), self.port)
+        logger.info(
+            "listening on %s, port %d%s", ", ".join(self.bound), self.port,
+            f" (wss {self.wss_port})" if self.wss_port else "",
+        )
+
+    async def _start_wss(self, sockets: list[socket.socket]) -> None:
+        """``wss://`` on the slot's wss sockets: the same handler, checks, limits and
+        connection class as ``ws://`` (limits count both together); TLS is finished before
+        the connection counts as a handshake, within ``HANDSHAKE_TIMEOUT``."""
+        assert self.reservation is not None
+        if not sockets:
+            logger.warning("no wss:// port reserved: ws:// only")
+            return
+        try:
+            for sock in sockets:
+                server = await ws_serve(
+                    self._handler,
+                    sock=sock,
+                    process_request=self._process_request,
+                    process_response=self._process_response,
+                    max_size=self.max_message_size * HARD_SIZE_FACTOR,
+                    max_queue=MAX_INCOMING_FRAMES,
+                    open_timeout=HANDSHAKE_TIMEOUT,
+                    ping_interval=self.ping_interval,
+                    server_header=f"eid-agent/{__version__}",
+                    create_connection=self._connection_class,
+                    logger=logging.getLogger(WS_LOGGER),
+                    ssl=self.ssl_context,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                )
+                self._servers.append(server)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        self.wss_port = self.reservation.wss_port
 
     async def close(self) -> None:
         """Stop listening and close every connection (1001); sessions get closed."""
@@ -253,7 +299,7 @@ class WsServer:
             )
             return connection.respond(403, "Forbidden\n")
         try:
-            self._check_request(request)
+            self._check_request(request, _port_of(connection.local_address, self.port))
         except HandshakeRefused as exc:
             refusals.warning("refused a connection: %s", exc.reason)
             return connection.respond(exc.status, exc.reason + "\n")
@@ -268,10 +314,11 @@ class WsServer:
             del response.headers["Server"]
         return None
 
-    def _check_request(self, request: Request) -> None:
+    def _check_request(self, request: Request, port: int) -> None:
+        """``port``: the one the connection came in on (ws or wss): Host must name it."""
         if request.path != "/":
             raise HandshakeRefused(404, "not found")
-        check_host(request.headers.get_all("Host"), self.port)
+        check_host(request.headers.get_all("Host"), port)
         origin = check_origin(
             request.headers.get_all("Origin"), allow_http_loopback=self.allow_http_loopback
         )
@@ -326,6 +373,10 @@ def _lookup(peer: Any, local: Any) -> PeerOwner:
     if not peer or not local:
         return PeerOwner(False, "unknown")
     return peer_owner(peer[:2], local[:2])
+
+
+def _port_of(local: Any, default: int) -> int:
+    return int(local[1]) if local else default
 
 
 def _host_of(sock: socket.socket) -> str:
@@ -445,6 +496,7 @@ def serve(
 
     ``limits``: ``max_connections``, ``max_message_size``, ``max_pending``, ``ping_interval``,
     ``max_per_origin``, ``max_handshakes``, ``max_outgoing_bytes``, ``reservation`` (sockets
-    from :func:`agent.ws.ports.reserve`), ``allow_http_loopback``.
+    from :func:`agent.ws.ports.reserve`), ``allow_http_loopback``, ``ssl_context`` (serve
+    ``wss://`` too, on the reservation's wss port).
     """
     return WsServer(service, port=port, hosts=hosts, **limits)

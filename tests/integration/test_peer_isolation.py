@@ -14,6 +14,7 @@ import pwd
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from eid_emulator.beid import BeidCard
 from eid_emulator.pki import Holder, TestPki, make_card_data
 
 from agent.peercred import diag_socket_uid, proc_socket_uid
+from agent.tls import localca
 from agent.ws.ports import SLOT_BASE
 from tests.agent_process import AgentProcess, wait_until
 from tests.peer_support import (
@@ -309,3 +311,46 @@ def test_a_second_agent_of_the_same_user_does_not_take_another_slot(pcscd, tmp_p
     assert done.returncode == 3, done.stdout + done.stderr
     assert f"already running for this user (port {SLOT_BASE})" in done.stderr
     assert "listening" not in done.stdout
+
+
+@pytest.mark.pcsc
+def test_wss_takes_the_slots_wss_port_and_refuses_other_users_too(pki, pcscd, vpcd, tmp_path) -> None:
+    """The wss:// listener (issue 14) on the wss port of the agent's slot (24848), on both
+    loopback addresses, with the peer check, Host check and card data rules of ws://."""
+    require_other_user()
+    vpcd(_card(pki))
+    with NetNamespace() as netns:
+        with AgentProcess(pcscd, tmp_path, {"pins": [], "consents": []}, allow_origins=(PORTAL,),
+                          prefix=netns.prefix, port=None, log_level="INFO") as agent:
+            assert (agent.port, agent.wss_port) == (SLOT_BASE, SLOT_BASE + 1)
+            listening = netns.run("ss", "-Htln", capture_output=True, check=True).stdout
+            for address in ("127.0.0.1", "[::1]"):
+                assert f"{address}:{SLOT_BASE + 1} " in listening, listening
+            ca = agent.ca_file.read_text(encoding="ascii")
+            for host in ("127.0.0.1", "::1"):
+                result: dict[str, Any] = {}
+
+                def shows_card(host: str = host) -> bool:
+                    nonlocal result
+                    result = raw_client(host, agent.wss_port, PORTAL, "status", netns=netns,
+                                        tls_ca=ca)
+                    return result["status"] == 101 and SURNAME in result["raw"]
+
+                wait_until(shows_card, timeout=30)
+                assert result["tls"] in ("TLSv1.2", "TLSv1.3")
+                theirs = raw_client(host, agent.wss_port, PORTAL, "status", "getSigningCertificate",
+                                    user=OTHER_USER, netns=netns, tls_ca=ca)
+                _refused_and_told_nothing(theirs)
+            rebound = raw_client("127.0.0.1", agent.wss_port, PORTAL, "status", netns=netns,
+                                 tls_ca=ca, host_port=agent.port)
+            assert rebound["status"] == 403 and rebound["replies"] == []
+            untrusted = raw_client("127.0.0.1", agent.wss_port, PORTAL, "status", netns=netns,
+                                   tls_ca=_other_ca())
+            assert untrusted["status"] is None and "CERTIFICATE_VERIFY_FAILED" in untrusted["error"]
+    assert "Traceback" not in agent.output
+
+
+def _other_ca() -> str:
+    """A CA that did not sign the agent's certificate (PEM)."""
+    with tempfile.TemporaryDirectory() as folder:
+        return localca.ensure(Path(folder)).files.ca.read_text(encoding="ascii")
