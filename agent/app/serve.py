@@ -145,17 +145,13 @@ async def run_agent(
             ssl_context=context,
         ) as server:
             if tls is not None and server.wss_port:  # before the ws line: tests wait for that
-                print(
+                _announce(
                     f"eid-agent {__version__} listening on wss://127.0.0.1:{server.wss_port}"
                     f" (local CA SHA-256 {tls.ca_fingerprint}, certificate expires"
-                    f" {tls.expires:%Y-%m-%d})",
-                    flush=True,
+                    f" {tls.expires:%Y-%m-%d})"
                 )
                 renewer = asyncio.create_task(_renew_periodically(config.config_dir, context, wss.trust))
-            print(
-                f"eid-agent {__version__} listening on ws://127.0.0.1:{server.port}",
-                flush=True,
-            )
+            _announce(f"eid-agent {__version__} listening on ws://127.0.0.1:{server.port}")
             if ready is not None:
                 ready(service, server)
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(service.wait_shutdown())]
@@ -168,6 +164,13 @@ async def run_agent(
         if renewer is not None:
             renewer.cancel()
         await service.stop()
+
+
+def _announce(line: str) -> None:
+    """One line on stdout in one write, so a log line on stderr (often the same pipe) cannot
+    land between the URL and its newline."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -124,7 +124,7 @@ def setup(pki: TestPki, vpcd: Any, pcscd: PrivatePcscd, firefox_home: Path,
     origin = httpd.app.site_origin
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    process = AgentProcess(pcscd, firefox_home, {"pins": [PIN, PIN], "consents": []},
+    process = AgentProcess(pcscd, firefox_home, {"pins": [PIN, PIN], "consents": ["allow-once"]},
                            allow_origins=(origin,))
     httpd.app.agent_url = process.url
     httpd.agent_urls = [process.wss_url, process.url]

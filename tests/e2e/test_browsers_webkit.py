@@ -153,7 +153,7 @@ def setup(pki: TestPki, vpcd: Any, pcscd: PrivatePcscd, tmp_path: Path) -> Itera
     thread.start()
     home = tmp_path / "home"
     home.mkdir()
-    process = AgentProcess(pcscd, home, {"pins": [PIN, PIN], "consents": []},
+    process = AgentProcess(pcscd, home, {"pins": [PIN, PIN], "consents": ["allow-once"]},
                            allow_origins=(origin,))
     httpd.app.agent_url = process.url
     httpd.agent_urls = [process.wss_url, process.url]
