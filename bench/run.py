@@ -41,7 +41,7 @@ from eid_emulator.beid import BeidCard  # noqa: E402
 from eid_emulator.pcscd import PrivatePcscd  # noqa: E402
 from eid_emulator.pki import Holder, TestPki, make_card_data  # noqa: E402
 from eid_emulator.vpcd import VpcdCard  # noqa: E402
-from websockets.exceptions import InvalidStatus  # noqa: E402, TID251 - a client
+from websockets.exceptions import InvalidMessage, InvalidStatus  # noqa: E402, TID251 - a client
 
 from agent.pcsc import wait_for_card  # noqa: E402
 from bench.harness import (  # noqa: E402
@@ -63,6 +63,12 @@ from bench.report import Row, write_report  # noqa: E402
 from tests.agent_process import AgentProcess  # noqa: E402
 
 PORTAL = "https://portal.example"
+TAB_ORIGINS = tuple(f"https://site{k}.example" for k in range(8))
+"""The concurrent-connections phase spreads its tabs over these sites: the agent allows 32
+connections per origin (docs/protocol.md §6), so 200 tabs of one site would be refused."""
+OPENING_AT_ONCE = 32
+"""Handshakes the concurrent phase has in flight at once (the agent drops connections past
+64 unfinished handshakes; browsers do not open 200 tabs in the same millisecond)."""
 PIN = "908172"
 HANG = {"hang": True}
 PKCS11_MODULE = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
@@ -147,7 +153,7 @@ class Bench:
         self._agents += 1
         home = self.work / f"agent-{self._agents}"
         home.mkdir()
-        with AgentProcess(self.pcscd, home, {"pins": pins}, allow_origins=(PORTAL,),
+        with AgentProcess(self.pcscd, home, {"pins": pins}, allow_origins=(PORTAL, *TAB_ORIGINS),
                           log_level=os.environ.get("BENCH_AGENT_LOG", "WARNING")) as agent:
             settle(card)  # the agent identifies the card it finds at start
             yield agent
@@ -248,6 +254,8 @@ class Bench:
         times: list[float] = []
         all_open = asyncio.Event()
         settled = 0
+        opening = asyncio.Semaphore(OPENING_AT_ONCE)
+        numbers = iter(range(connections))
 
         def count(key: str) -> None:
             outcomes[key] = outcomes.get(key, 0) + 1
@@ -259,10 +267,16 @@ class Bench:
                 all_open.set()
 
         async def one() -> None:
+            origin = TAB_ORIGINS[next(numbers) % len(TAB_ORIGINS)]
             try:
-                client = await RpcClient.open(url, PORTAL)
+                async with opening:
+                    client = await RpcClient.open(url, origin)
             except InvalidStatus as exc:
                 count(f"refused {exc.response.status_code}")
+                arrived()
+                return
+            except InvalidMessage:  # dropped at accept (handshake cap)
+                count("dropped")
                 arrived()
                 return
             except OSError as exc:
