@@ -60,7 +60,8 @@ def start_to_serving(folder: Path, pcscd: PrivatePcscd, home: Path, runs: int) -
         env.pop("DISPLAY", None)
         started = time.monotonic()
         proc = subprocess.Popen(
-            [str(folder / EXE), "serve", "--port", str(port), "--no-tray", "--interaction", "none"],
+            [str(folder / EXE), "serve", "--port", str(port), "--no-tray", "--interaction", "none",
+             "--allow-http-loopback"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:

@@ -95,8 +95,9 @@ class RpcClient:
         self.events: list[tuple[float, dict[str, Any]]] = []
 
     @classmethod
-    async def open(cls, url: str, origin: str) -> RpcClient:
-        return cls(await websockets.connect(url, origin=origin, max_size=None))
+    async def open(cls, url: str, origin: str, ssl: Any = None) -> RpcClient:
+        extra = {"ssl": ssl} if ssl is not None else {}
+        return cls(await websockets.connect(url, origin=origin, max_size=None, **extra))
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         self._next += 1

@@ -21,6 +21,7 @@ import datetime
 import os
 import platform
 import random
+import ssl
 import statistics
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from eid_emulator.beid import BeidCard  # noqa: E402
 from eid_emulator.pcscd import PrivatePcscd  # noqa: E402
 from eid_emulator.pki import Holder, TestPki, make_card_data  # noqa: E402
 from eid_emulator.vpcd import VpcdCard  # noqa: E402
-from websockets.exceptions import InvalidStatus  # noqa: E402, TID251 - a client
+from websockets.exceptions import InvalidMessage, InvalidStatus  # noqa: E402, TID251 - a client
 
 from agent.pcsc import wait_for_card  # noqa: E402
 from bench.harness import (  # noqa: E402
@@ -64,6 +65,12 @@ from tests.agent_process import AgentProcess, free_port  # noqa: E402
 
 PORTAL = "https://portal.example"
 LOG_OFF_HEADER = bytes.fromhex("80E60000")
+TAB_ORIGINS = tuple(f"https://site{k}.example" for k in range(8))
+"""The concurrent-connections phase spreads its tabs over these sites: the agent allows 32
+connections per origin (docs/protocol.md §6), so 200 tabs of one site would be refused."""
+OPENING_AT_ONCE = 32
+"""Handshakes the concurrent phase has in flight at once (the agent drops connections past
+64 unfinished handshakes; browsers do not open 200 tabs in the same millisecond)."""
 PIN = "908172"
 HANG = {"hang": True}
 PKCS11_MODULE = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
@@ -160,7 +167,7 @@ class Bench:
         self._agents += 1
         home = self.work / f"agent-{self._agents}"
         home.mkdir()
-        with AgentProcess(self.pcscd, home, {"pins": pins}, allow_origins=(PORTAL,),
+        with AgentProcess(self.pcscd, home, {"pins": pins}, allow_origins=(PORTAL, *TAB_ORIGINS),
                           log_level=os.environ.get("BENCH_AGENT_LOG", "WARNING")) as agent:
             settle(card)  # the agent identifies the card it finds at start
             yield agent
@@ -229,8 +236,11 @@ class Bench:
 
     # -- benchmarks -------------------------------------------------------------------
 
-    async def status_times(self, url: str, count: int) -> list[float]:
-        client = await RpcClient.open(url, PORTAL)
+    async def status_times_tls(self, url: str, count: int, ca: Path) -> list[float]:
+        return await self.status_times(url, count, ssl.create_default_context(cafile=str(ca)))
+
+    async def status_times(self, url: str, count: int, context: Any = None) -> list[float]:
+        client = await RpcClient.open(url, PORTAL, ssl=context)
         times = []
         try:
             for _ in range(20):
@@ -242,6 +252,19 @@ class Bench:
         finally:
             await client.close()
         return times
+
+    async def handshake_times(self, url: str, count: int, ca: Path | None = None) -> list[float]:
+        """Seconds for a new connection (TCP, TLS for wss, WebSocket upgrade) and its first
+        status answer: what a page pays when it opens the agent."""
+        context = ssl.create_default_context(cafile=str(ca)) if ca else None
+        times = []
+        for _ in range(count + 5):
+            start = time.perf_counter()
+            client = await RpcClient.open(url, PORTAL, ssl=context)
+            checked(await client.call("status"), "status")
+            times.append(time.perf_counter() - start)
+            await client.close()
+        return times[5:]  # the first ones warm caches (imports, session setup)
 
     async def pending_sign(self, url: str, card: CountingCard) -> RpcClient:
         """A connection whose sign waits in the (hanging) scripted PIN prompt."""
@@ -256,6 +279,8 @@ class Bench:
         times: list[float] = []
         all_open = asyncio.Event()
         settled = 0
+        opening = asyncio.Semaphore(OPENING_AT_ONCE)
+        numbers = iter(range(connections))
 
         def count(key: str) -> None:
             outcomes[key] = outcomes.get(key, 0) + 1
@@ -267,10 +292,16 @@ class Bench:
                 all_open.set()
 
         async def one() -> None:
+            origin = TAB_ORIGINS[next(numbers) % len(TAB_ORIGINS)]
             try:
-                client = await RpcClient.open(url, PORTAL)
+                async with opening:
+                    client = await RpcClient.open(url, origin)
             except InvalidStatus as exc:
                 count(f"refused {exc.response.status_code}")
+                arrived()
+                return
+            except InvalidMessage:  # dropped at accept (handshake cap)
+                count("dropped")
                 arrived()
                 return
             except OSError as exc:
@@ -359,6 +390,10 @@ class Bench:
         pins: list[Any] = [PIN] * (2 * s.ops) + [HANG] + [PIN] * 4
         with self.inserted(card) as served, self.agent(card, pins) as agent:
             idle_status = await self.status_times(agent.url, s.status)
+            handshakes = max(20, s.status // 10)
+            ws_open = await self.handshake_times(agent.url, handshakes)
+            wss_open = await self.handshake_times(agent.wss_url, handshakes, agent.ca_file)
+            wss_status = await self.status_times_tls(agent.wss_url, s.status, agent.ca_file)
             auth, auth_cmds = await self.agent_ops(agent.url, card, "authenticate", s.ops)
             sign, sign_cmds = await self.agent_ops(agent.url, card, "sign", s.ops)
             raw_auth = self.raw_ops(card, essential_commands(auth_cmds), s.ops)
@@ -375,6 +410,13 @@ class Bench:
         p50, p99 = percentile(idle_status, 50), percentile(idle_status, 99)
         self.row("status round trip, idle: p50 / p99", f"{ms(p50)} / {ms(p99)} (n={len(idle_status)})",
                  "0.5 ms / 2 ms", p50 <= 0.0005 and p99 <= 0.002)
+        for label, times in (("ws://", ws_open), ("wss:// (local CA, TLS 1.3)", wss_open)):
+            p50, p99 = percentile(times, 50), percentile(times, 99)
+            self.row(f"connect + first status, {label}: p50 / p99",
+                     f"{ms(p50)} / {ms(p99)} (n={len(times)})", "-", None)
+        p50, p99 = percentile(wss_status, 50), percentile(wss_status, 99)
+        self.row("status round trip over wss://, idle: p50 / p99",
+                 f"{ms(p50)} / {ms(p99)} (n={len(wss_status)})", "-", None)
         p50, p99 = percentile(busy_status, 50), percentile(busy_status, 99)
         self.row("status round trip, another connection's sign pending: p50 / p99",
                  f"{ms(p50)} / {ms(p99)} (n={len(busy_status)})", "0.5 ms / 2 ms",

@@ -24,14 +24,18 @@ APT_PACKAGES=(
   libegl1 libgl1 libglib2.0-0 libfontconfig1 libfreetype6 libdbus-1-3 fonts-dejavu-core
   # a session bus for the tray under Xvfb (dbus-run-session)
   dbus-daemon
-  # browser tests (Debian's Chromium and Firefox ESR, never a downloaded browser)
-  chromium firefox-esr
+  # browser tests (Debian's browsers, never a downloaded one): Chromium (Playwright), Firefox ESR
+  # (its own Marionette), WebKitGTK (WebKitWebDriver + MiniBrowser)
+  chromium firefox-esr webkit2gtk-driver
   # MSI build and inspection
   wixl msitools
+  # wss:// local CA: NSS certutil/vfychain (browser trust stores), the system bundle tools
+  libnss3-tools ca-certificates
   # validating the generated autostart entry
   desktop-file-utils systemd
-  # private pcscd for fault tests: unshare/nsenter; ps
-  util-linux procps iproute2 git make
+  # private pcscd for fault tests: unshare/nsenter; ps; peer-isolation tests: runuser, prlimit
+  # (util-linux), ip/ss in a private network namespace (iproute2), dbus-monitor (dbus-bin)
+  util-linux procps iproute2 dbus-bin git make
 )
 
 missing=()

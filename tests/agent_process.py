@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,6 +22,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_LISTENING = re.compile(r"listening on ws://[^ ]*?:(\d+)")
+_LISTENING_WSS = re.compile(r"listening on wss://[^ ]*?:(\d+)")
+
+
 class AgentProcess:
     """``python -m agent serve`` with a scripted user, its output collected for checks."""
 
@@ -34,8 +39,14 @@ class AgentProcess:
         extra_args: tuple[str, ...] = (),
         log_level: str = "TRAFFIC",
         env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
+        port: int | None | str = "free",
     ) -> None:
-        self.port = free_port()
+        """``prefix``: run the agent under another command (``nsenter``, ``prlimit``);
+        ``port``: ``"free"`` a free port, a number, or None for the agent's own slot choice
+        (then the wss port is the slot's too; otherwise a free port is passed as --wss-port)."""
+        self.port = free_port() if port == "free" else int(port or 0)
+        self.wss_port = free_port() if self.port else 0
         self.home = home
         script_file = home / "script.json"
         script_file.write_text(json.dumps(script), encoding="utf-8")
@@ -53,9 +64,10 @@ class AgentProcess:
         environment.pop("QT_QPA_PLATFORM", None)
         environment.update(env or {})
         args = [
-            sys.executable, "-m", "agent", "--log-level", log_level, "serve",
-            "--port", str(self.port), "--no-tray", "--interaction", "scripted",
-            "--script", str(script_file), *extra_args,
+            *prefix, sys.executable, "-m", "agent", "--log-level", log_level, "serve",
+            *(["--port", str(self.port)] if self.port else []),
+            *(["--wss-port", str(self.wss_port)] if self.wss_port else []), "--no-tray",
+            "--interaction", "scripted", "--script", str(script_file), *extra_args,
         ]
         for origin in allow_origins:
             args += ["--allow-origin", origin]
@@ -64,10 +76,11 @@ class AgentProcess:
             text=True, cwd=Path(__file__).resolve().parent.parent,
         )
         self.lines: list[str] = []
+        self.listening = False
         self._listening = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        if not self._listening.wait(60):
+        if not self._listening.wait(60) or not self.listening:
             self.stop()
             raise RuntimeError("the agent did not start:\n" + self.output)
 
@@ -75,13 +88,28 @@ class AgentProcess:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
-            if "listening on ws://" in line:
+            wss = _LISTENING_WSS.search(line)
+            if wss:  # printed before the ws line
+                self.wss_port = int(wss.group(1))
+            found = _LISTENING.search(line)
+            if found:  # a log line (stderr) may follow on the same line: take the digits only
+                self.port = int(found.group(1))
+                self.listening = True
                 self._listening.set()
         self._listening.set()
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def wss_url(self) -> str:
+        return f"wss://127.0.0.1:{self.wss_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The agent's local CA certificate (trust anchor for ``wss_url``)."""
+        return self.home / "config" / "eid-agent" / "tls" / "ca.pem"
 
     @property
     def output(self) -> str:

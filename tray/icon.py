@@ -170,6 +170,8 @@ def notice_text(notice: Notice, detail: str, tr: gettext.NullTranslations) -> tu
         return _("Card inserted"), detail
     if notice is Notice.CARD_REMOVED:
         return _("Card removed"), detail
+    if notice is Notice.PORT_TAKEN:
+        return _("Another program holds the agent's port"), detail
     return _("PIN blocked"), _(
         "The PIN of your card is blocked (%(detail)s). Unblock it with your PUK or at the "
         "card issuer."
@@ -290,6 +292,7 @@ class TrayApp:
         self._lock = threading.Lock()
         self._unsubscribe: Callable[[], None] | None = None
         self._stop_requested = False
+        self._start_notices: list[tuple[Notice, str]] = []
 
     # --- model -------------------------------------------------------------------------
 
@@ -340,10 +343,17 @@ class TrayApp:
             if self._unsubscribe is not None:
                 self._unsubscribe()
 
+    def notify_on_start(self, notice: Notice, detail: str) -> None:
+        """Show a notice as soon as the icon is up (e.g. a squatted port found at start)."""
+        self._start_notices.append((notice, detail))
+
     def _setup(self, icon: Any) -> None:
         icon.visible = True
         if self._stop_requested:
             icon.stop()
+            return
+        for notice, detail in self._start_notices:
+            self._notify(notice, detail)
 
     def _refresh(self, snapshot: Snapshot) -> None:
         with self._lock:

@@ -1,9 +1,9 @@
 """The ``eid-agent`` command line.
 
 Subcommands come from the modules that own them (``card_commands``, ``serve``, ``packaging``,
-``webeid_commands``);
-this file only wires them together and turns the agent's typed errors into one line for the
-user. The card emulator's ``virtual-card`` and ``demo`` are the ``eid-emulator`` command's.
+``tls_commands``, ``webeid_commands``); this file only wires them together and turns the agent's
+typed errors into one line for the user. The card emulator's ``virtual-card`` and ``demo`` are
+the ``eid-emulator`` command's.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 
 from agent import __version__
 from agent import logging as agent_logging
-from agent.app import card_commands, packaging, serve, webeid_commands
+from agent.app import card_commands, packaging, serve, tls_commands, webeid_commands
 from agent.errors import AgentError
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ def _cmd_diag(args: argparse.Namespace) -> int:
     print(f"eid-agent {__version__}")
     print(f"Python {platform.python_version()} ({sys.executable})")
     print(f"Platform {platform.platform()}")
+    for line in tls_commands.diag_lines():
+        print(line)
     try:
         from agent.pcsc import list_readers, pcsc_versions
     except ImportError as exc:
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     card_commands.add_parser(sub)
     serve.add_parser(sub)
     packaging.add_parsers(sub)
+    tls_commands.add_parsers(sub)
     webeid_commands.add_parsers(sub)
     return parser
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.core.control import Notice
 from agent.core.interaction import UserInteraction
 
 logger = logging.getLogger(__name__)
@@ -72,20 +73,27 @@ def build_config(args: argparse.Namespace) -> Any:
         policy = dataclasses.replace(
             policy, allowed_origins=tuple(policy.allowed_origins) + tuple(args.allow_origin)
         )
-    port = policy.port or args.port
-    config = AgentConfig(port=port, policy=policy, log_level=args.log_level)
+    # An explicit port (machine policy, --port) is used as is or not at all; without one
+    # the agent takes the first free slot of the fixed range (agent.ws.ports).
+    explicit = policy.port or args.port
+    args.port_explicit = explicit is not None
+    config = AgentConfig(policy=policy, log_level=args.log_level)
+    if explicit is not None:
+        config = dataclasses.replace(config, port=explicit)
     if args.config_dir:
         config = dataclasses.replace(config, config_dir=Path(args.config_dir))
     return config
 
 
 def _log_to_file(config: Any) -> None:
+    from agent.logging import private_file_handler
+
     try:
-        config.log_dir.mkdir(parents=True, exist_ok=True)
+        config.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handler = private_file_handler(config.log_dir / "eid-agent.log")
     except OSError as exc:
-        logger.warning("no log folder %s: %s", config.log_dir, exc)
+        logger.warning("no log file in %s: %s", config.log_dir, exc)
         return
-    handler = logging.FileHandler(config.log_dir / "eid-agent.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
 
@@ -96,24 +104,55 @@ async def run_agent(
     *,
     ready: Callable[[Any, Any], None] | None = None,
     stop: asyncio.Event | None = None,
+    port_explicit: bool = True,
+    allow_http_loopback: bool = False,
+    wss: WssOptions | None = None,
 ) -> None:
-    """Serve until ``stop`` is set (or the task is cancelled)."""
+    """Serve until ``stop`` is set (or the task is cancelled); ``wss://`` beside ``ws://``.
+
+    ``port_explicit``: serve on ``config.port`` or fail; otherwise take a free slot. The
+    ``wss://`` listener takes the slot's wss port (or ``wss.port``) from the same reservation
+    and is served by the same server (same checks and limits).
+    """
     from agent.app.memory import release_free_memory
     from agent.core.service import AgentService
     from agent.pcsc import PcscBackend
     from agent.webeid.channel import serve_channel
-    from agent.ws import serve
+    from agent.ws import DEFAULT_HOSTS, serve
+    from agent.ws.ports import reserve
 
+    wss = wss or WssOptions()
+    reservation = reserve(
+        DEFAULT_HOSTS, config.port if port_explicit else None, wss.port if wss.enabled else None
+    )
+    for squat in reservation.squats:
+        warning = squat_warning(squat, reservation.ws_port)
+        logger.warning("%s", warning)
+        print(f"eid-agent: WARNING: {warning}", file=sys.stderr, flush=True)
+    config = dataclasses.replace(config, port=reservation.ws_port)
+    tls = await _prepare_tls(config, wss) if wss.enabled and reservation.wss_sockets else None
+    if tls is None:  # no wss:// (switched off, its port taken, or no certificate)
+        for sock in reservation.take_wss_sockets():
+            sock.close()
+    context = tls.context() if tls is not None else None
     backend = PcscBackend()
     service = AgentService(backend, interaction, config=config, on_idle=release_free_memory)
     stop = stop or asyncio.Event()
     await service.start()
+    renewer: asyncio.Task[None] | None = None
     try:
-        async with serve(service, port=config.port) as server, serve_channel(service, config.config_dir):
-            print(
-                f"eid-agent {__version__} listening on ws://127.0.0.1:{server.port}",
-                flush=True,
-            )
+        async with serve(
+            service, reservation=reservation, allow_http_loopback=allow_http_loopback,
+            ssl_context=context,
+        ) as server, serve_channel(service, config.config_dir):
+            if tls is not None and server.wss_port:  # before the ws line: tests wait for that
+                _announce(
+                    f"eid-agent {__version__} listening on wss://127.0.0.1:{server.wss_port}"
+                    f" (local CA SHA-256 {tls.ca_fingerprint}, certificate expires"
+                    f" {tls.expires:%Y-%m-%d})"
+                )
+                renewer = asyncio.create_task(_renew_periodically(config.config_dir, context, wss.trust))
+            _announce(f"eid-agent {__version__} listening on ws://127.0.0.1:{server.port}")
             if ready is not None:
                 ready(service, server)
             from agent.app.memory import freeze_startup_objects
@@ -126,7 +165,83 @@ async def run_agent(
                 for waiter in waits:
                     waiter.cancel()
     finally:
+        if renewer is not None:
+            renewer.cancel()
         await service.stop()
+
+
+def _announce(line: str) -> None:
+    """One line on stdout in one write, so a log line on stderr (often the same pipe) cannot
+    land between the URL and its newline."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+@dataclasses.dataclass(frozen=True)
+class WssOptions:
+    """The ``wss://`` listener: on the wss port of the agent's slot (24848 + 2k), or next to
+    an explicit ``--port``, or ``port`` when given.
+
+    ``trust``: ``auto`` adds a newly made CA to this user's browser trust stores (and swaps
+    it on renewal); ``none`` leaves the stores alone (``eid-agent install-certificate``).
+    """
+
+    enabled: bool = True
+    port: int | None = None
+    trust: str = "auto"
+
+
+async def _prepare_tls(config: Any, options: WssOptions) -> Any:
+    """The certificate set for ``wss://`` (made at first start, trusted per ``options``), or
+    None when it cannot be made or read (``ws://`` still serves)."""
+    from agent.tls import localca
+
+    try:
+        tls = await asyncio.to_thread(localca.ensure, config.config_dir)
+    except (OSError, ValueError) as exc:
+        logger.warning("no wss:// listener: cannot make or read its certificate (%s)", exc)
+        return None
+    if tls.created and options.trust == "auto":
+        from agent.tls import truststore
+
+        trusting = asyncio.ensure_future(asyncio.to_thread(truststore.install_for_user, tls))
+        if sys.platform.startswith("linux"):
+            await trusting  # NSS: a few ms, and pages find the CA trusted once we listen
+        # Windows and macOS ask the user to confirm: serve meanwhile.
+    return tls
+
+
+RENEW_CHECK_SECONDS = 12 * 3600
+"""How often a running agent checks whether its certificate is due for renewal."""
+
+
+def renew_tls(config_dir: Path, context: Any, trust: str, now: Any = None) -> Any:
+    """Renew the certificate set when due (new CA + leaf, trust stores swapped) and load the
+    new leaf into the running listener's ``context`` (new connections get it). The set."""
+    from agent.tls import localca
+
+    tls = localca.ensure(config_dir, now=now)
+    if tls.created:
+        if trust == "auto":
+            from agent.tls import truststore
+
+            truststore.install_for_user(tls)
+        context.load_cert_chain(tls.files.cert, tls.files.key)
+        logger.info("renewed the wss:// certificate; local CA SHA-256 %s", tls.ca_fingerprint)
+    return tls
+
+
+async def _renew_periodically(config_dir: Path, context: Any, trust: str) -> None:
+    while True:
+        await asyncio.sleep(RENEW_CHECK_SECONDS)
+        try:
+            await asyncio.to_thread(renew_tls, config_dir, context, trust)
+        except Exception:
+            logger.exception("renewing the wss:// certificate failed")
+
+
+def _wss_options(args: argparse.Namespace) -> WssOptions:
+    return WssOptions(enabled=args.wss, port=args.wss_port, trust=args.trust_store)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,8 +251,8 @@ def run(args: argparse.Namespace) -> int:
     interaction = make_interaction(args.interaction, args.script, config.log_dir)
     use_tray = not args.no_tray and has_display() and _session_bus()
     if not use_tray:
-        return _serve_in_foreground(config, interaction)
-    return _serve_with_tray(config, interaction)
+        return _serve_in_foreground(config, interaction, args)
+    return _serve_with_tray(config, interaction, args)
 
 
 def _session_bus() -> bool:
@@ -154,11 +269,19 @@ def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Even
             loop.add_signal_handler(sig, stop.set)
 
 
-def _serve_in_foreground(config: Any, interaction: UserInteraction) -> int:
+def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "port_explicit": getattr(args, "port_explicit", True),
+        "allow_http_loopback": getattr(args, "allow_http_loopback", False),
+        "wss": _wss_options(args),
+    }
+
+
+def _serve_in_foreground(config: Any, interaction: UserInteraction, args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         _install_signal_handlers(asyncio.get_running_loop(), stop)
-        await run_agent(config, interaction, stop=stop)
+        await run_agent(config, interaction, stop=stop, **_serve_options(args))
 
     try:
         asyncio.run(main())
@@ -167,8 +290,38 @@ def _serve_in_foreground(config: Any, interaction: UserInteraction) -> int:
     return 0
 
 
+def squat_warning(squat: Any, used_port: int) -> str:
+    """What the user is told when another program holds one address of a slot."""
+    return (
+        f"another program holds {squat} (the agent's address); a page could reach it "
+        f"instead of the agent, so the agent uses port {used_port}. Find and stop that program."
+    )
+
+
 def _port_taken(config: Any, exc: OSError) -> int:
     """A second agent at the same login (or another program) holds the port: say so, exit 3."""
+    from agent.ws.ports import AlreadyRunningError, NoFreeSlotError, PortSquattedError
+
+    if isinstance(exc, PortSquattedError):
+        print(
+            f"eid-agent: refusing to serve on port {config.port}: another program holds "
+            f"{exc.squat} while the other loopback address is free, so a page could reach "
+            "that program instead of the agent. Stop it, or choose another --port.",
+            file=sys.stderr,
+        )
+        return 3
+    if isinstance(exc, AlreadyRunningError):
+        print(f"eid-agent: already running for this user (port {exc.port})", file=sys.stderr)
+        return 3
+    if isinstance(exc, NoFreeSlotError):
+        held = ", ".join(str(s) for s in exc.squats)
+        print(
+            f"eid-agent: {exc.strerror} (agents of other users, or other programs"
+            + (f"; half-held by another program: {held}" if held else "")
+            + "). Use --port to choose one.",
+            file=sys.stderr,
+        )
+        return 3
     if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
         print(
             f"eid-agent: port {config.port} is in use (is the agent already running?)",
@@ -178,13 +331,13 @@ def _port_taken(config: Any, exc: OSError) -> int:
     raise exc
 
 
-def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
+def _serve_with_tray(config: Any, interaction: UserInteraction, args: argparse.Namespace) -> int:
     """pystray keeps the main thread; the agent's event loop runs on another."""
     try:
         from tray.icon import TrayApp
     except ImportError as exc:
         logger.warning("no tray icon (%s); serving without it", exc)
-        return _serve_in_foreground(config, interaction)
+        return _serve_in_foreground(config, interaction, args)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     started = threading.Event()
@@ -192,12 +345,16 @@ def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
 
     def ready(service: Any, server: Any) -> None:
         holder["service"] = service
+        holder["squats"] = list(server.reservation.squats) if server.reservation else []
+        holder["port"] = server.port
         started.set()
 
     def agent_thread() -> None:
         asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(run_agent(config, interaction, ready=ready, stop=stop))
+            loop.run_until_complete(
+                run_agent(config, interaction, ready=ready, stop=stop, **_serve_options(args))
+            )
         except OSError as exc:
             holder["error"] = exc
         except Exception:
@@ -218,6 +375,8 @@ def _serve_with_tray(config: Any, interaction: UserInteraction) -> int:
             loop.call_soon_threadsafe(stop.set)
 
     app = TrayApp(service, _Autostart())
+    for squat in holder.get("squats", []):  # shown once the icon is up
+        app.notify_on_start(Notice.PORT_TAKEN, squat_warning(squat, holder["port"]))
     # Quit in the tray calls service.shutdown(); SIGTERM stops the icon the same way.
     def on_sigterm(*_: object) -> None:
         service.shutdown()
@@ -251,8 +410,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``serve`` (the emulator's ``demo`` takes them too)."""
     from agent.core.config import DEFAULT_PORT
 
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"WebSocket port (default {DEFAULT_PORT}; machine policy wins)")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"WebSocket port (default: the first free of {DEFAULT_PORT}, "
+                             f"{DEFAULT_PORT + 2}, ... {DEFAULT_PORT + 14}; machine policy wins)")
+    parser.add_argument("--allow-http-loopback", action="store_true",
+                        help="accept pages from http://localhost, 127.0.0.1, [::1] (development)")
     parser.add_argument("--interaction", choices=INTERACTIONS, default="auto",
                         help="how to ask the user: Qt dialogs, the terminal, a test script")
     parser.add_argument("--script", type=Path, help="answers for --interaction scripted (tests only)")
@@ -262,6 +424,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-dir", help="the user's settings folder (default: per platform)")
     parser.add_argument("--no-log-file", dest="log_file", action="store_false",
                         help="log to the terminal only, not to the log folder")
+    parser.add_argument("--no-wss", dest="wss", action="store_false",
+                        help="no wss:// listener (ws:// only)")
+    parser.add_argument("--wss-port", type=int, default=None,
+                        help="wss:// port (default: the slot's, the ws port + 1: 24848 + 2k)")
+    parser.add_argument("--trust-store", choices=("auto", "none"), default="auto",
+                        help="auto: add a new local CA to this user's browser trust stores")
 
 
 def add_parser(subparsers: Any) -> None:

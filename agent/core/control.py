@@ -53,6 +53,7 @@ class Notice(enum.Enum):
     CARD_INSERTED = "card-inserted"
     CARD_REMOVED = "card-removed"
     PIN_BLOCKED = "pin-blocked"
+    PORT_TAKEN = "port-taken"  # another program holds one address of the agent's port
 
 
 class AgentControl(Protocol):

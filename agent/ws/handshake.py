@@ -4,8 +4,10 @@
   ``[::1]:PORT``). Anything else is DNS rebinding: an attacker's name that resolves to
   127.0.0.1 makes the browser send ``Host: evil.example:PORT``.
 * Origin must be present once, be a canonical serialised origin (scheme, host, optional
-  non-default port; no path, no userinfo), use https, or http only for localhost,
-  127.0.0.1 and [::1]. ``null`` (sandboxed frames, file: pages) is refused.
+  non-default port; no path, no userinfo), use https. Plain http only for localhost,
+  127.0.0.1 and [::1], and only when the agent was started with the developer switch
+  ``--allow-http-loopback`` (the demo passes it): in production any local program could
+  serve such a page. ``null`` (sandboxed frames, file: pages) is refused.
   Machine policy is checked afterwards by the service (``origin_precheck``).
 """
 
@@ -42,8 +44,10 @@ def check_host(values: list[str], port: int) -> None:
         raise HandshakeRefused(403, f"Host {values[0]!r} is not this agent")
 
 
-def check_origin(values: list[str]) -> str:
+def check_origin(values: list[str], *, allow_http_loopback: bool = False) -> str:
     """Return the one Origin header if its syntax is acceptable, else refuse (403).
+
+    ``allow_http_loopback``: accept ``http://localhost[:port]`` (and 127.0.0.1, [::1]).
 
     Raises:
         HandshakeRefused: missing, repeated, malformed, ``null``, or insecure origin.
@@ -57,6 +61,10 @@ def check_origin(values: list[str]) -> str:
         raise HandshakeRefused(403, str(exc)) from None
     if canonical != origin:  # browsers send the canonical form; anything else is forged
         raise HandshakeRefused(403, f"origin {origin!r} is not in canonical form")
+    if origin.startswith("http://") and not allow_http_loopback:
+        raise HandshakeRefused(
+            403, f"plain http origin {origin!r} needs the agent's --allow-http-loopback switch"
+        )
     return origin
 
 

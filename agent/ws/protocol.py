@@ -13,6 +13,8 @@ Decisions (documented in ``docs/protocol.md``):
 * Notifications (requests without ``id``) are not executed and get no reply: every
   method returns a result, and running a card operation nobody waits for is never wanted.
 * At most ``max_pending`` calls run at once per connection; more get ``ERR_EID_TOO_MANY_REQUESTS``.
+  ``status`` does not count against that limit (it stays answerable while a prompt waits);
+  it has its own, larger one (``MAX_PENDING_STATUS``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from agent.ws.messages import ParamsError
 __all__ = [
     "MAX_MESSAGE_SIZE",
     "MAX_PENDING",
+    "MAX_PENDING_STATUS",
     "METHODS",
     "Call",
     "ClientSessionLike",
@@ -51,7 +54,9 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_SIZE = 64 * 1024
 """Largest request answered with a JSON-RPC error instead of a result (bytes of UTF-8)."""
 MAX_PENDING = 4
-"""Calls one connection may have running at once."""
+"""Calls one connection may have running at once (``status`` not counted)."""
+MAX_PENDING_STATUS = 16
+"""``status`` calls one connection may have running at once (they never wait for the user)."""
 
 RequestId = str | int | float | None
 EventCallback = Callable[[Any], None]
@@ -235,6 +240,7 @@ class RpcProtocol:
         self.max_message_size = max_message_size
         self.max_pending = max_pending
         self.pending = 0
+        self.pending_status = 0
 
     def emit(self, event: object) -> None:
         """Send a session event (a :class:`~agent.core.values.CardEvent`) to the page."""
@@ -304,15 +310,22 @@ class RpcProtocol:
             return _error(request_id, error_object(ErrorCode.INVALID_ARGUMENT, str(exc), **extra))
         except InvalidArgumentError as exc:  # well-formed, but not base64
             return _error(request_id, from_exception(exc).to_json())
-        if self.pending >= self.max_pending:
+        is_status = request["method"] == "status"
+        running, limit = (
+            (self.pending_status, MAX_PENDING_STATUS) if is_status else (self.pending, self.max_pending)
+        )
+        if running >= limit:
             return _error(
                 request_id,
                 error_object(
                     ErrorCode.TOO_MANY_REQUESTS,
-                    f"too many requests in progress (limit {self.max_pending})",
+                    f"too many requests in progress (limit {limit})",
                 ),
             )
-        self.pending += 1
+        if is_status:
+            self.pending_status += 1
+        else:
+            self.pending += 1
         return Call(request_id, request["method"], typed)
 
     @staticmethod
@@ -339,4 +352,7 @@ class RpcProtocol:
             logger.info("%s: %s failed: %s", self.session.origin, call.method, error.code.name_code)
             return _error(call.id, error.to_json())
         finally:
-            self.pending -= 1
+            if call.method == "status":
+                self.pending_status -= 1
+            else:
+                self.pending -= 1

@@ -2,6 +2,10 @@
 
 export declare const VERSION: string;
 export declare const DEFAULT_URL: string;
+/** ws port of slot 0 (24847); slot k: ws on DEFAULT_BASE_PORT+2k, wss on DEFAULT_BASE_PORT+2k+1. */
+export declare const DEFAULT_BASE_PORT: number;
+/** Number of agent slots tried (8). */
+export declare const DEFAULT_SLOTS: number;
 export declare const DEFAULT_USER_INTERACTION_TIMEOUT: number;
 
 export interface ActionOptions {
@@ -28,9 +32,39 @@ export interface ChangePinResult {
   cardType: string;
 }
 
+export type Transport = "auto" | "wss" | "ws";
+
+export interface AgentEndpoint {
+  url: string;
+  secure: boolean;
+  slot: number;
+  /** After connecting: false when the wss:// of this slot failed and ws:// is used instead. */
+  certificateTrusted?: boolean;
+}
+
+export type LocalAccessState = "granted" | "prompt" | "denied" | "unsupported";
+
 export interface EidAgentOptions {
-  /** Default "ws://127.0.0.1:24847". */
+  /** One explicit agent URL instead of the slot range. */
   url?: string;
+  /** Explicit agent URLs (e.g. its wss:// and ws:// pair) instead of the slot range. */
+  urls?: string[];
+  /** Loopback host of the slot range; default "127.0.0.1". */
+  host?: string;
+  /** ws port of slot 0; default 24847. */
+  basePort?: number;
+  /** How many slots to try; default 8. */
+  slots?: number;
+  /**
+   * "auto" (default): wss:// preferred, ws:// as fallback (skipped on https pages in WebKit,
+   * which blocks it as mixed content); "wss": wss:// only (ws:// is probed to tell an
+   * untrusted certificate from a stopped agent, never used); "ws": ws:// only.
+   */
+  transport?: Transport;
+  /** Milliseconds a plain ws:// connection waits for the wss:// of its slot; default 400. */
+  secureGrace?: number;
+  /** Milliseconds to wait for the sockets while the browser asks the user; default 120000. */
+  promptTimeout?: number;
   /** Milliseconds to wait for the socket to open; default 3000. */
   connectTimeout?: number;
   /** Timeout for non-interactive calls (status, subscribe); default 10000. */
@@ -124,6 +158,8 @@ export declare const ErrorCode: Readonly<{
   ERR_WEBEID_MISSING_PARAMETER: "ERR_WEBEID_MISSING_PARAMETER";
   ERR_WEBEID_UNKNOWN_ERROR: "ERR_WEBEID_UNKNOWN_ERROR";
   ERR_EID_AGENT_UNAVAILABLE: "ERR_EID_AGENT_UNAVAILABLE";
+  ERR_EID_LOCAL_ACCESS_BLOCKED: "ERR_EID_LOCAL_ACCESS_BLOCKED";
+  ERR_EID_CERTIFICATE_UNTRUSTED: "ERR_EID_CERTIFICATE_UNTRUSTED";
   ERR_EID_CONNECTION_LOST: "ERR_EID_CONNECTION_LOST";
   ERR_EID_ORIGIN_NOT_ALLOWED: "ERR_EID_ORIGIN_NOT_ALLOWED";
   ERR_EID_NO_READER: "ERR_EID_NO_READER";
@@ -168,8 +204,16 @@ export declare class NativeInvalidArgumentError extends EidAgentError {}
 export declare class NativeFatalError extends EidAgentError {}
 export declare class MissingParameterError extends EidAgentError {}
 export declare class UnknownError extends EidAgentError {}
-/** Nothing answered at the URL: the agent is not running, or it refused this origin. */
+/**
+ * Nothing answered: the agent is not running, or it refused this origin. `data.insecureBlocked`
+ * is true when ws:// could not be tried (WebKit on https): then an untrusted certificate is
+ * possible too.
+ */
 export declare class AgentUnavailableError extends EidAgentError {}
+/** The browser's local-network permission blocks this site (`data.permission`: "denied"/"prompt"). */
+export declare class LocalAccessBlockedError extends EidAgentError {}
+/** The agent answers over ws:// but this browser does not trust its wss:// certificate. */
+export declare class CertificateUntrustedError extends EidAgentError {}
 export declare class ConnectionLostError extends EidAgentError {}
 export declare class OriginNotAllowedError extends EidAgentError {}
 export declare class NoReaderError extends EidAgentError {}
@@ -195,9 +239,19 @@ export declare function errorFromRpc(error: {
   data?: Record<string, unknown>;
 }): EidAgentError;
 
+export declare function localAccessState(): Promise<LocalAccessState>;
+/** True when the first connection will make the browser ask the user: explain it first. */
+export declare function needsLocalAccessPrompt(): Promise<boolean>;
+export declare function agentEndpoints(options?: EidAgentOptions): AgentEndpoint[];
+/** The shared agent's endpoint in use, or null before it connected. */
+export declare function connectedEndpoint(): AgentEndpoint | null;
+
 export declare class EidAgent {
   constructor(options?: EidAgentOptions);
+  /** The URL in use (or the first endpoint to try). */
   readonly url: string;
+  readonly endpoints: AgentEndpoint[];
+  readonly endpoint: AgentEndpoint | null;
   status(): Promise<StatusResult>;
   authenticate(challengeNonce: string, options?: ActionOptions): Promise<LibraryAuthenticateResponse>;
   getSigningCertificate(options?: ActionOptions): Promise<LibraryGetSigningCertificateResponse>;

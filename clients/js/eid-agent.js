@@ -3,8 +3,9 @@
  *
  * The API follows web-eid.js (status, authenticate, getSigningCertificate, sign; same
  * result fields and error codes where the meaning matches) and adds readIdentity,
- * pinStatus, changePin and card events. Transport: JSON-RPC 2.0 over a WebSocket to
- * ws://127.0.0.1:24847 (see docs/protocol.md).
+ * pinStatus, changePin and card events. Transport: JSON-RPC 2.0 over a WebSocket to the agent
+ * on loopback: wss://127.0.0.1:24848+2k preferred, ws://127.0.0.1:24847+2k as fallback, for the
+ * agent slots k = 0..7 (one slot per desktop user on shared machines; see docs/protocol.md).
  *
  *   import { authenticate, UserCancelledError } from "./eid-agent.js";
  *   const token = await authenticate(nonceFromServer, { lang: "fr" });
@@ -14,6 +15,10 @@
 
 export const VERSION = "0.1.0";
 export const DEFAULT_URL = "ws://127.0.0.1:24847";
+/** ws port of slot 0; slot k listens on ws BASE+2k and wss BASE+2k+1. */
+export const DEFAULT_BASE_PORT = 24847;
+export const DEFAULT_SLOTS = 8;
+const ENDPOINT_KEY = "eid-agent.endpoint";
 export const DEFAULT_USER_INTERACTION_TIMEOUT = 120000; // ms, as web-eid.js
 
 /** String error codes (error.code). Names from web-eid.js where the meaning matches. */
@@ -28,6 +33,8 @@ export const ErrorCode = Object.freeze({
   ERR_WEBEID_UNKNOWN_ERROR: "ERR_WEBEID_UNKNOWN_ERROR",
   // eid-agent codes
   ERR_EID_AGENT_UNAVAILABLE: "ERR_EID_AGENT_UNAVAILABLE",
+  ERR_EID_LOCAL_ACCESS_BLOCKED: "ERR_EID_LOCAL_ACCESS_BLOCKED",
+  ERR_EID_CERTIFICATE_UNTRUSTED: "ERR_EID_CERTIFICATE_UNTRUSTED",
   ERR_EID_CONNECTION_LOST: "ERR_EID_CONNECTION_LOST",
   ERR_EID_ORIGIN_NOT_ALLOWED: "ERR_EID_ORIGIN_NOT_ALLOWED",
   ERR_EID_NO_READER: "ERR_EID_NO_READER",
@@ -80,6 +87,12 @@ export const MissingParameterError = defineError(
   "MissingParameterError", ErrorCode.ERR_WEBEID_MISSING_PARAMETER);
 export const UnknownError = defineError("UnknownError", ErrorCode.ERR_WEBEID_UNKNOWN_ERROR);
 export const AgentUnavailableError = defineError("AgentUnavailableError", ErrorCode.ERR_EID_AGENT_UNAVAILABLE);
+/** The browser's local-network permission (Chrome/Edge "Local network access") blocks this site. */
+export const LocalAccessBlockedError = defineError(
+  "LocalAccessBlockedError", ErrorCode.ERR_EID_LOCAL_ACCESS_BLOCKED);
+/** The agent answers over ws:// but its wss:// certificate is not trusted by this browser. */
+export const CertificateUntrustedError = defineError(
+  "CertificateUntrustedError", ErrorCode.ERR_EID_CERTIFICATE_UNTRUSTED);
 export const ConnectionLostError = defineError("ConnectionLostError", ErrorCode.ERR_EID_CONNECTION_LOST);
 export const OriginNotAllowedError = defineError("OriginNotAllowedError", ErrorCode.ERR_EID_ORIGIN_NOT_ALLOWED);
 export const NoReaderError = defineError("NoReaderError", ErrorCode.ERR_EID_NO_READER);
@@ -113,6 +126,8 @@ const ERROR_CLASSES = new Map([
   [ErrorCode.ERR_WEBEID_NATIVE_FATAL, NativeFatalError],
   [ErrorCode.ERR_WEBEID_MISSING_PARAMETER, MissingParameterError],
   [ErrorCode.ERR_EID_AGENT_UNAVAILABLE, AgentUnavailableError],
+  [ErrorCode.ERR_EID_LOCAL_ACCESS_BLOCKED, LocalAccessBlockedError],
+  [ErrorCode.ERR_EID_CERTIFICATE_UNTRUSTED, CertificateUntrustedError],
   [ErrorCode.ERR_EID_CONNECTION_LOST, ConnectionLostError],
   [ErrorCode.ERR_EID_ORIGIN_NOT_ALLOWED, OriginNotAllowedError],
   [ErrorCode.ERR_EID_NO_READER, NoReaderError],
@@ -158,17 +173,117 @@ function actionOptions(options) {
   return result;
 }
 
+/** Permission names under which browsers expose local-network access (Chromium 14x+). */
+const LOCAL_ACCESS_PERMISSIONS = ["loopback-network", "local-network-access", "local-network"];
+
+/**
+ * The browser's local-network permission for this page: "granted", "prompt" (the browser
+ * will ask the user on the first connection), "denied" (the user clicked Block, or policy),
+ * or "unsupported" (no such permission: Firefox, Safari, older Chromium).
+ * @returns {Promise<"granted" | "prompt" | "denied" | "unsupported">}
+ */
+export async function localAccessState() {
+  const permissions = globalThis.navigator?.permissions;
+  if (!permissions?.query) return "unsupported";
+  for (const name of LOCAL_ACCESS_PERMISSIONS) {
+    try {
+      const result = await permissions.query({ name });
+      if (result?.state) return result.state;
+    } catch {
+      // unknown permission name in this browser: try the next one
+    }
+  }
+  return "unsupported";
+}
+
+/**
+ * True when the first connection will make the browser ask the user (explain it first):
+ * the permission is "prompt", the page is not itself on loopback, and the engine asks for
+ * WebSockets. Chromium reports "prompt" on loopback pages too. Firefox also reports
+ * "prompt" for loopback-network but exempts WebSockets from its check (unless the pref
+ * network.lna.websocket.enabled is set), so no prompt appears there.
+ */
+export async function needsLocalAccessPrompt() {
+  const ua = globalThis.navigator?.userAgent ?? "";
+  if (/Firefox\//.test(ua)) return false;
+  // A page on loopback itself (a portal under development) is never asked about loopback.
+  if (isLoopbackHost(globalThis.location?.hostname ?? "")) return false;
+  return (await localAccessState()) === "prompt";
+}
+
+function isLoopbackHost(host) {
+  return host === "localhost" || host.endsWith(".localhost") || /^127\./.test(host) ||
+    host === "[::1]" || host === "::1";
+}
+
+/**
+ * The endpoints the client tries, in order of preference: for each slot k, wss on
+ * basePort+2k+1 then ws on basePort+2k (only wss, or only ws, with `transport`).
+ * An explicit `url` (or `urls`) replaces the slot range.
+ */
+export function agentEndpoints(options = {}) {
+  const given = options.urls ?? (options.url ? [options.url] : null);
+  if (given) {
+    // One agent at given URLs (e.g. its wss:// and ws:// pair): one slot.
+    return given.map((url) => ({ url, secure: url.startsWith("wss:"), slot: 0 }));
+  }
+  const host = options.host ?? "127.0.0.1";
+  const base = options.basePort ?? DEFAULT_BASE_PORT;
+  const slots = options.slots ?? DEFAULT_SLOTS;
+  const transport = options.transport ?? "auto";
+  const endpoints = [];
+  for (let slot = 0; slot < slots; slot += 1) {
+    if (transport !== "ws") endpoints.push({ url: `wss://${host}:${base + 2 * slot + 1}`, secure: true, slot });
+    if (transport !== "wss") endpoints.push({ url: `ws://${host}:${base + 2 * slot}`, secure: false, slot });
+  }
+  return endpoints;
+}
+
+function rememberedEndpoint() {
+  try {
+    return globalThis.sessionStorage?.getItem(ENDPOINT_KEY) ?? null;
+  } catch {
+    return null; // storage disabled (sandboxed frame, privacy settings)
+  }
+}
+
+function rememberEndpoint(url) {
+  try {
+    globalThis.sessionStorage?.setItem(ENDPOINT_KEY, url);
+  } catch {
+    // not remembered: the next page scans the slots again
+  }
+}
+
+/** Would the browser block ws:// from this page as mixed content (WebKit/Safari)? */
+function pageBlocksInsecureSockets() {
+  const ua = globalThis.navigator?.userAgent ?? "";
+  const https = globalThis.location?.protocol === "https:";
+  const webkit = /AppleWebKit/.test(ua) && !/Chrome|Chromium|Edg\//.test(ua);
+  return https && webkit;
+}
+
 /**
  * A connection to the agent. Connects on first use, reconnects with backoff while event
- * listeners exist, and fails fast with AgentUnavailableError when nothing answers.
+ * listeners exist, and fails fast with a typed error when nothing answers.
  */
 export class EidAgent {
   /**
    * @param {import("./eid-agent").EidAgentOptions} [options]
    */
   constructor(options = {}) {
-    this.url = options.url ?? DEFAULT_URL;
+    this.transport = options.transport ?? "auto";
+    // With transport "wss", ws:// is still probed: an answer there (never used) shows that the
+    // agent runs and only its certificate is the problem.
+    this.endpoints = agentEndpoints(
+      this.transport === "wss" ? { ...options, transport: "auto" } : options);
+    /** The URL of the open connection (or the first endpoint before connecting). */
+    this.url = this.endpoints[0]?.url ?? DEFAULT_URL;
+    /** The endpoint in use: {url, secure, slot}, and `certificateTrusted` when known. */
+    this.endpoint = null;
     this.connectTimeout = options.connectTimeout ?? 3000;
+    this.secureGrace = options.secureGrace ?? 400;
+    this.promptTimeout = options.promptTimeout ?? DEFAULT_USER_INTERACTION_TIMEOUT;
     this.requestTimeout = options.requestTimeout ?? 10000;
     this.timeoutMargin = options.timeoutMargin ?? 5000;
     this.reconnectDelay = options.reconnectDelay ?? 500;
@@ -290,42 +405,160 @@ export class EidAgent {
     if (this._socket && this._socket.readyState === 1) return Promise.resolve(this._socket);
     if (this._opening) return this._opening;
     this._closed = false;
-    this._opening = new Promise((resolve, reject) => {
-      let socket;
-      const unavailable = (why) => new AgentUnavailableError(
-        `The eID agent is not reachable at ${this.url} (${why}): it is not running, or it refused ` +
-        "this site. Install or start the eID agent.");
-      try {
-        socket = new this.WebSocketImpl(this.url);
-      } catch (error) {
-        reject(unavailable(String(error?.message ?? error)));
-        return;
+    this._opening = this._open().then((socket) => {
+      if (socket.readyState !== 1) {
+        throw new ConnectionLostError("The connection to the eID agent closed right after it opened");
       }
-      const timer = setTimeout(() => {
-        socket.close();
-        reject(unavailable("timeout"));
-      }, this.connectTimeout);
-      let opened = false;
-      socket.onopen = () => {
-        clearTimeout(timer);
-        opened = true;
-        this._socket = socket;
-        resolve(socket);
-      };
-      socket.onerror = () => {};
-      socket.onclose = (event) => {
-        clearTimeout(timer);
-        if (!opened) {
-          reject(unavailable(`closed with ${event.code}`));
-          return;
-        }
-        this._onClose(socket, event);
-      };
       socket.onmessage = (event) => this._onMessage(event.data);
+      socket.onclose = (event) => this._onClose(socket, event);
+      this._socket = socket;
+      return socket;
     }).finally(() => {
       this._opening = null;
     });
     return this._opening;
+  }
+
+  /** The last good endpoint first (alone), then every endpoint at once. */
+  async _open() {
+    const remembered = this.endpoints.find((e) => e.url === rememberedEndpoint());
+    const permission = await localAccessState();
+    // While the browser asks the user, sockets stay CONNECTING: give the user time.
+    const timeout = permission === "prompt" ? this.promptTimeout : this.connectTimeout;
+    if (remembered && this.endpoints.length > 1) {
+      const quick = await this._race([remembered], timeout);
+      if (quick.socket) return this._won(quick);
+    }
+    const result = await this._race(this.endpoints, timeout);
+    if (result.socket) return this._won(result);
+    throw await this._failure(result);
+  }
+
+  _won({ socket, endpoint, certificateTrusted }) {
+    this.endpoint = { ...endpoint, certificateTrusted };
+    this.url = endpoint.url;
+    rememberEndpoint(endpoint.url);
+    return socket;
+  }
+
+  /**
+   * Open every endpoint in parallel; other users' agents refuse the handshake, so the
+   * first socket that opens is this user's agent. A secure socket wins at once; a plain one
+   * waits `secureGrace` ms for the wss:// of its slot. Resolves to {socket, endpoint,
+   * certificateTrusted} or, when nothing opened, to {outcomes} for the diagnosis.
+   */
+  _race(endpoints, timeout) {
+    return new Promise((resolve) => {
+      const outcomes = new Map(); // url -> "open" | "closed" | "blocked" | "timeout"
+      const sockets = new Map();
+      let plain = null; // {socket, endpoint} waiting for its slot's wss
+      let graceTimer = null;
+      let done = false;
+      const finish = (result) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        clearTimeout(graceTimer);
+        for (const [url, socket] of sockets) {
+          if (socket !== result.socket) {
+            socket.onopen = socket.onclose = socket.onerror = null;
+            if (!outcomes.has(url)) outcomes.set(url, "timeout");
+            try { socket.close(); } catch { /* already closed */ }
+          }
+        }
+        if (result.socket) result.socket.onopen = result.socket.onerror = null;
+        resolve({ ...result, outcomes });
+      };
+      const secureSibling = (slot) => endpoints.find((e) => e.secure && e.slot === slot);
+      const settleIfAllDone = () => {
+        if (outcomes.size < endpoints.length) return;
+        if (plain) {
+          const sibling = secureSibling(plain.endpoint.slot);
+          finish({ ...plain, certificateTrusted: sibling ? false : undefined });
+        } else {
+          finish({ socket: null });
+        }
+      };
+      const timer = setTimeout(() => {
+        if (plain) finish({ ...plain, certificateTrusted: undefined });
+        else finish({ socket: null });
+      }, timeout);
+      for (const endpoint of endpoints) {
+        if (!endpoint.secure && this.transport !== "ws" && pageBlocksInsecureSockets()) {
+          outcomes.set(endpoint.url, "blocked"); // mixed content: do not even try
+          continue;
+        }
+        let socket;
+        try {
+          socket = new this.WebSocketImpl(endpoint.url);
+        } catch {
+          outcomes.set(endpoint.url, "blocked"); // SecurityError: mixed content, bad port
+          continue;
+        }
+        sockets.set(endpoint.url, socket);
+        socket.onerror = () => {};
+        socket.onopen = () => {
+          outcomes.set(endpoint.url, "open");
+          if (endpoint.secure) {
+            finish({ socket, endpoint, certificateTrusted: true });
+            return;
+          }
+          if (this.transport === "wss") {
+            settleIfAllDone(); // a plain socket only proves the agent runs
+            return;
+          }
+          if (plain) return; // an earlier plain socket waits already
+          plain = { socket, endpoint };
+          const sibling = secureSibling(endpoint.slot);
+          if (!sibling || outcomes.get(sibling.url) === "closed") {
+            finish({ ...plain, certificateTrusted: sibling ? false : undefined });
+            return;
+          }
+          graceTimer = setTimeout(() => finish({ ...plain, certificateTrusted: undefined }),
+            this.secureGrace);
+        };
+        socket.onclose = () => {
+          if (!outcomes.has(endpoint.url)) outcomes.set(endpoint.url, "closed");
+          if (plain && endpoint.secure && endpoint.slot === plain.endpoint.slot) {
+            finish({ ...plain, certificateTrusted: false });
+            return;
+          }
+          settleIfAllDone();
+        };
+      }
+      settleIfAllDone();
+    });
+  }
+
+  /** Nothing usable opened: say why, as precisely as the browser lets a page know. */
+  async _failure({ outcomes }) {
+    const permission = await localAccessState();
+    const tried = [...outcomes.keys()];
+    const data = { permission, tried };
+    const waited = [...outcomes.values()].includes("timeout");
+    if (permission === "denied" || (permission === "prompt" && waited)) {
+      return new LocalAccessBlockedError(
+        permission === "denied"
+          ? "The browser blocks this site from reaching apps on this device (local network " +
+            "access). Allow it in the site settings, then reload the page."
+          : "The browser is still asking whether this site may reach apps on this device. " +
+            "Answer Allow in the browser's prompt.",
+        { data });
+    }
+    const plainOpened = this.endpoints.some((e) => !e.secure && outcomes.get(e.url) === "open");
+    const blocked = this.endpoints.some((e) => !e.secure && outcomes.get(e.url) === "blocked");
+    if (plainOpened) {
+      // Only with transport "wss": the agent answers over ws:// but not over wss://.
+      return new CertificateUntrustedError(
+        "The eID agent runs, but this browser does not trust its certificate (wss://). " +
+        "Reinstall the eID agent, or trust its local certificate authority.", { data });
+    }
+    data.insecureBlocked = blocked;
+    return new AgentUnavailableError(
+      `The eID agent is not reachable (${tried.join(", ")}): it is not running, or it refused ` +
+      "this site" + (blocked
+        ? ", or this browser does not trust its certificate (this page may only use wss://)"
+        : "") + ". Install or start the eID agent.", { data });
   }
 
   _onClose(socket, event) {
@@ -406,5 +639,7 @@ export const readIdentity = (options) => agent().readIdentity(options);
 export const pinStatus = (options) => agent().pinStatus(options);
 export const changePin = (options) => agent().changePin(options);
 export const onEvent = (callback) => agent().onEvent(callback);
+/** The shared agent's endpoint in use ({url, secure, slot, certificateTrusted}), or null. */
+export const connectedEndpoint = () => defaultAgent?.endpoint ?? null;
 /** Alias of onEvent. */
 export const subscribe = onEvent;

@@ -120,6 +120,7 @@ def _demo_data_dir() -> Path:
 def run_demo(args: argparse.Namespace) -> int:
     """The virtual card in the vpcd reader, the agent, and the reference portal."""
     from agent.app import serve
+    from agent.core.config import DEFAULT_PORT as AGENT_PORT
 
     data_dir = _demo_data_dir()
     pki = TestPki.load_or_create(data_dir / "pki")
@@ -129,6 +130,9 @@ def run_demo(args: argparse.Namespace) -> int:
     served.insert()
     print(f"virtual Belgian eID (applet {args.applet}) inserted; PIN {holder.pin}", flush=True)
     portal_origin = f"http://localhost:{args.portal_port}"
+    if args.port is None:  # the portal page must know the agent's port: no slot search
+        args.port = AGENT_PORT
+    args.allow_http_loopback = True  # the demo portal is served over http://localhost
     portal: subprocess.Popen[bytes] | None = None
     if not args.no_portal:
         cmd = [

@@ -4,7 +4,7 @@ Endpoints (JSON in and out; POST needs ``Content-Type: application/json`` and, w
 browser sends one, an ``Origin`` equal to the portal's origin):
 
 =========================  ====  ============================================================
-``/api/config``            GET   agent URL, language (cookie, else Accept-Language), test mode
+``/api/config``            GET   agent URL and slot range, language (cookie, else Accept-Language), test mode
 ``/api/state``             GET   the session's step, user, details, account
 ``/api/nonce``             POST  a challenge nonce bound to the session cookie
 ``/api/login``             POST  ``{token}``: Web eID token -> new session cookie
@@ -19,6 +19,7 @@ browser sends one, an ``Origin`` equal to the portal's origin):
 =========================  ====  ============================================================
 
 The session cookie is HttpOnly and SameSite=Strict (Secure as well on https origins).
+With ``--tls-cert``/``--tls-key`` the portal serves https, as a real public portal does.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import json
 import logging
 import mimetypes
 import signal
+import ssl
 import sys
 import threading
 import urllib.parse
@@ -60,7 +62,8 @@ REPO = HERE.parent.parent
 STATIC = HERE / "static"
 SESSION_COOKIE = "eidportal_session"
 LANG_COOKIE = "eidportal_lang"
-LANGUAGES = ("en", "nl")
+LANGUAGES = ("en", "nl", "fr", "de")
+AGENT_SLOTS = 8  # the agent's slot range (docs/protocol.md): ws 24847+2k, wss 24848+2k
 MAX_BODY = 64 * 1024
 
 STATIC_FILES: dict[str, Path] = {
@@ -94,9 +97,15 @@ def pick_language(accept_language: str | None, cookie: str | None = None) -> str
     return best
 
 
-def _ws_origin(agent_url: str) -> str:
-    parts = urllib.parse.urlsplit(agent_url)
-    return f"{parts.scheme}://{parts.netloc}"
+def _agent_sources(agent_url: str) -> str:
+    """CSP sources for the agent: ws:// and wss:// on its loopback host, any port of the range."""
+    host = urllib.parse.urlsplit(agent_url).hostname or "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"ws://{shown}:* wss://{shown}:*"
+
+
+def _agent_base_port(agent_url: str) -> int:
+    return urllib.parse.urlsplit(agent_url).port or 24847
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -128,7 +137,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; "
-            f"connect-src 'self' {_ws_origin(self.app.agent_url)}; frame-ancestors 'none'")
+            f"connect-src 'self' {_agent_sources(self.app.agent_url)}; frame-ancestors 'none'")
 
     def _send(self, status: int, body: bytes, content_type: str,
               cookie: str | None = None) -> None:
@@ -182,6 +191,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if path == "/api/config":
                 self._json(200, {
                     "agentUrl": self.app.agent_url,
+                    "agentBasePort": _agent_base_port(self.app.agent_url),
+                    "agentSlots": self.server.agent_slots,
+                    "agentUrls": self.server.agent_urls,
                     "siteOrigin": self.app.site_origin,
                     "lang": pick_language(self.headers.get("Accept-Language"),
                                           self._cookie(LANG_COOKIE)),
@@ -252,26 +264,35 @@ class PortalServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
     app: PortalApp
+    agent_slots: int = AGENT_SLOTS
+    agent_urls: list[str] | None = None  # explicit agent URLs instead of the slot range
 
 
-def local_origins(host: str, port: int) -> list[str]:
-    """``http://<host>:<port>``, then the other loopback spellings a browser may use."""
+def local_origins(host: str, port: int, scheme: str = "http") -> list[str]:
+    """``<scheme>://<host>:<port>``, then the other loopback spellings a browser may use."""
     shown = f"[{host}]" if ":" in host else host
-    origins = [f"http://{shown}:{port}"]
+    origins = [f"{scheme}://{shown}:{port}"]
     if host in ("127.0.0.1", "localhost"):
         other = "localhost" if host == "127.0.0.1" else "127.0.0.1"
-        origins.append(f"http://{other}:{port}")
+        origins.append(f"{scheme}://{other}:{port}")
     return origins
 
 
 def create_server(host: str, port: int,
-                  make_app: Callable[[list[str]], PortalApp]) -> PortalServer:
+                  make_app: Callable[[list[str]], PortalApp],
+                  tls: tuple[Path, Path] | None = None) -> PortalServer:
     """Bind ``host:port`` (0 = any free port), then build the app for the bound origin.
 
-    ``make_app`` receives the origins (:func:`local_origins`) the app must accept.
+    ``make_app`` receives the origins (:func:`local_origins`) the app must accept. With
+    ``tls`` = (certificate chain PEM, key PEM) the server speaks https.
     """
     server = PortalServer((host, port), _Handler)
-    server.app = make_app(local_origins(host, server.server_address[1]))
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls is not None else "http"
+    server.app = make_app(local_origins(host, server.server_address[1], scheme))
     return server
 
 
@@ -294,6 +315,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="folder for the accounts database (default var/portal)")
     parser.add_argument("--db", type=Path, help="SQLite file (default <data-dir>/accounts.sqlite)")
     parser.add_argument("--origin", help="the origin browsers use (default http://<host>:<port>)")
+    parser.add_argument("--tls-cert", type=Path, metavar="PEM",
+                        help="serve https with this certificate chain (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
     parser.add_argument("--test-mode", action="store_true",
                         help="TESTS ONLY: enable /api/test/advance-clock")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -326,7 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                          agent_url=args.agent_url, test_mode=args.test_mode,
                          also_origins=origins[1:])
 
-    server = create_server(args.host, args.port, make_app)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise SystemExit("give both --tls-cert and --tls-key")
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert is not None else None
+    server = create_server(args.host, args.port, make_app, tls)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"portal: {server.app.site_origin}/  (agent {args.agent_url})", flush=True)
     try:

@@ -61,6 +61,33 @@ def secure_properties(source: Path = SOURCE) -> list[str]:
     ]
 
 
+# msidbCustomActionType: 34 = run an exe with a directory as working folder; flags.
+_EXE_IN_DIRECTORY = 34
+_RETURN_IGNORE = 64
+_DEFERRED = 1024
+_NO_IMPERSONATE = 2048
+
+
+def exe_custom_actions(source: Path = SOURCE) -> dict[str, tuple[int, str, str]]:
+    """Id -> (type, source directory, command line) of the Directory/ExeCommand custom
+    actions in the WiX source (wixl drops these; build() writes them itself)."""
+    root = ET.parse(source).getroot()  # noqa: S314 - our own file
+    found: dict[str, tuple[int, str, str]] = {}
+    for action in root.iter(f"{WIX_NS}CustomAction"):
+        attrs = action.attrib
+        if "ExeCommand" not in attrs or "Directory" not in attrs:
+            continue
+        kind = _EXE_IN_DIRECTORY
+        if attrs.get("Return") == "ignore":
+            kind |= _RETURN_IGNORE
+        if attrs.get("Execute") == "deferred":
+            kind |= _DEFERRED
+        if attrs.get("Impersonate") == "no":
+            kind |= _NO_IMPERSONATE
+        found[attrs["Id"]] = (kind, attrs["Directory"], attrs["ExeCommand"])
+    return found
+
+
 def make_standin_payload(folder: Path, exe_name: str) -> Path:
     """A small payload shaped like the PyInstaller one-folder output."""
     internal = folder / "_internal"
@@ -124,7 +151,7 @@ def build(payload: Path, output: Path, *, version: str, exe_name: str) -> Path:
             capture_output=True,
             text=True,
         )
-    queries = _condition_queries() + _secure_queries(output)
+    queries = _condition_queries() + _secure_queries(output) + _exe_action_queries(output)
     if queries:
         subprocess.run(
             ["msibuild", str(output), *_sql(queries)], check=True, capture_output=True, text=True
@@ -138,6 +165,19 @@ def _condition_queries() -> list[str]:
         f"UPDATE `Component` SET `Condition` = '{_quote(cond)}' "  # noqa: S608
         f"WHERE `Component` = '{_quote(comp)}'"
         for comp, cond in component_conditions().items()
+    ]
+
+
+def _exe_action_queries(msi: Path) -> list[str]:
+    existing = subprocess.run(
+        ["msiinfo", "export", str(msi), "CustomAction"], check=True, capture_output=True, text=True
+    ).stdout
+    present = {line.split("\t", 1)[0] for line in existing.splitlines()}
+    return [
+        "INSERT INTO `CustomAction` (`Action`, `Type`, `Source`, `Target`) "  # noqa: S608
+        f"VALUES ('{_quote(action)}', {kind}, '{_quote(directory)}', '{_quote(command)}')"
+        for action, (kind, directory, command) in exe_custom_actions().items()
+        if action not in present
     ]
 
 

@@ -2,7 +2,7 @@
 against the real WebSocket server with the fake service.
 
 The test page is served from http://127.0.0.1:<port> (a localhost origin, which the
-agent allows over plain http), so the browser sends its real Origin header.
+agent allows over plain http with its developer switch), so the browser sends its real Origin header.
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ class AgentThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
 
     def start(self, port: int = 0) -> int:
-        self.server = WsServer(self.service, port=port, hosts=("127.0.0.1",))
+        self.server = WsServer(
+            self.service, port=port, hosts=("127.0.0.1",), allow_http_loopback=True
+        )
         self.run(self.server.start())
         return self.server.port
 
@@ -277,3 +279,136 @@ def test_pending_call_rejects_when_the_agent_goes_away(page: Any, agent: AgentTh
     agent.stop_server()
     assert page.evaluate("window.pending") == "ConnectionLostError ERR_EID_CONNECTION_LOST"
     assert agent.service.sessions[0].closed
+
+
+# --- the slot range, wss:// preference and the distinct connection errors -------------------------
+
+def free_port_run(count: int) -> int:
+    """A port p with p .. p+count-1 all free on 127.0.0.1 (checked by binding them)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count > 65535:
+            continue
+        held = []
+        try:
+            for offset in range(count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no run of free ports")
+
+
+class TlsSink:
+    """A TLS listener with a self-signed certificate: what an agent's wss:// port looks like to a
+    browser that does not trust the agent's CA (the handshake fails in the browser)."""
+
+    def __init__(self, port: int, tmp: Path) -> None:
+        import socket
+        import ssl
+
+        from tests.browsers import make_test_ca
+
+        ca = make_test_ca(tmp, "untrusted agent CA", ["127.0.0.1"])
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(ca.leaf_cert, ca.leaf_key)
+        self.listener = socket.create_server(("127.0.0.1", port))
+        self.handshakes = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                with self.context.wrap_socket(conn, server_side=True):
+                    pass
+            except OSError:
+                self.handshakes += 1  # the browser aborts: unknown CA
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_tries_the_slots_until_its_own_agent_answers(browser: Any, web_origin: str) -> None:
+    """Slot 0 is another user's agent (refuses the handshake), slot 1 is ours."""
+    base = free_port_run(4)
+    other, ours = AgentThread(FakeService()), AgentThread(FakeService())
+    other.service.blocked.add(web_origin)
+    other.start(base)
+    ours.start(base + 2)
+    context = browser.new_context()
+    try:
+        tab = context.new_page()
+        tab.goto(web_origin + "/")
+        tab.wait_for_function("window.ready === true")
+        tab.evaluate("base => window.eid.configure({basePort: base, slots: 3})", base)
+        started = time.monotonic()
+        assert "ok" in run_js(tab, "return await eid.status();")
+        elapsed = time.monotonic() - started
+        endpoint = run_js(tab, "const a = new eid.EidAgent({basePort: arg, slots: 3});"
+                               "await a.status(); const e = a.endpoint; a.close(); return e;", base)
+        assert endpoint["ok"]["url"] == f"ws://127.0.0.1:{base + 2}"
+        assert endpoint["ok"]["slot"] == 1
+        assert other.service.prechecked and other.service.opened == []
+        assert ours.service.opened == [web_origin, web_origin]
+        assert elapsed < 3.0  # parallel, not one timeout per slot
+        # Remembered for the session: the next page of this tab asks slot 1 first.
+        assert tab.evaluate("sessionStorage.getItem('eid-agent.endpoint')") == f"ws://127.0.0.1:{base + 2}"
+    finally:
+        context.close()
+        other.shutdown()
+        ours.shutdown()
+
+
+def test_local_access_state_is_reported(page: Any) -> None:
+    state = page.evaluate("() => window.eid.localAccessState()")
+    # A page on loopback: Chromium knows the permission; it never says "denied" here.
+    assert state in ("granted", "prompt", "unsupported")
+    # Chromium says "prompt" even here, but a loopback page is never asked about loopback.
+    assert page.evaluate("() => window.eid.needsLocalAccessPrompt()") is False
+
+
+def test_untrusted_certificate_is_its_own_error(browser: Any, web_origin: str, tmp_path: Path) -> None:
+    """wss:// with a certificate the browser does not trust, ws:// fine: with transport "wss" the
+    client says the certificate is the problem; in "auto" it falls back to ws:// and says so."""
+    base = free_port_run(2)
+    ours = AgentThread(FakeService())
+    ours.start(base)
+    sink = TlsSink(base + 1, tmp_path)
+    context = browser.new_context()
+    try:
+        tab = context.new_page()
+        tab.goto(web_origin + "/")
+        tab.wait_for_function("window.ready === true")
+        strict = run_js(tab, "const a = new eid.EidAgent({basePort: arg, slots: 1, transport: 'wss'});"
+                             "return await a.status();", base)
+        assert strict["name"] == "CertificateUntrustedError"
+        assert strict["code"] == "ERR_EID_CERTIFICATE_UNTRUSTED"
+        assert sink.handshakes >= 1  # the browser did reach the TLS port and gave up
+        auto = run_js(tab, "const a = new eid.EidAgent({basePort: arg, slots: 1});"
+                           "await a.status(); const e = a.endpoint; a.close(); return e;", base)
+        assert auto["ok"] == {"url": f"ws://127.0.0.1:{base}", "secure": False, "slot": 0,
+                              "certificateTrusted": False}
+        ours.stop_server()
+        gone = run_js(tab, "const a = new eid.EidAgent({basePort: arg, slots: 1});"
+                           "return await a.status();", base)
+        assert gone["code"] == "ERR_EID_AGENT_UNAVAILABLE"  # nothing on ws://: not running
+    finally:
+        context.close()
+        sink.close()
+        ours.shutdown()

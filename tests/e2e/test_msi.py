@@ -229,7 +229,10 @@ def test_uninstall_is_clean_and_keeps_user_data(msi: Path) -> None:
     # No custom action deletes anything, and no RemoveFile rows reach user folders: the
     # settings and logs in each user's profile stay.
     assert not table(msi, "RemoveFile")
-    assert all(int(a["Type"]) & 0x3F == 51 for a in table(msi, "CustomAction"))
+    # (The only programs run are the browser-policy writer and remover; see below.)
+    for action in table(msi, "CustomAction"):
+        assert int(action["Type"]) & 0x3F == 51 or \
+            " write-browser-policy --windows-registry " in action["Target"], action
     assert not table(msi, "ServiceInstall")
 
 
@@ -257,3 +260,29 @@ def test_web_eid_host_registered_for_chrome_edge_and_firefox(msi: Path, tmp_path
     assert "chrome-extension://ncibgoaomkmdpilpocfeponihegamlic/" in chrome_manifest["allowed_origins"]
     assert "chrome-extension://gnmckgbandlkacikdndelhfghdejfido/" in chrome_manifest["allowed_origins"]
     assert firefox_manifest["allowed_extensions"] == ["{e68418bc-f2b0-4459-a9ea-3e72b6751b07}"]
+
+
+def test_browser_policies_from_allowedorigins(msi: Path) -> None:
+    """ALLOWEDORIGINS becomes Chrome's and Edge's Local Network Access lists: the installed
+    agent writes them (deferred, as LocalSystem, after InstallFiles) and removes them on
+    uninstall (before RemoveFiles, while the program is still there)."""
+    actions = {r["Action"]: r for r in table(msi, "CustomAction")}
+    seq = {r["Action"]: r for r in table(msi, "InstallExecuteSequence")}
+    write, remove = actions["WriteBrowserPolicy"], actions["RemoveBrowserPolicy"]
+    for action in (write, remove):
+        kind = int(action["Type"])
+        assert kind & 0x3F == 34 and action["Source"] == "INSTALLFOLDER"  # exe in a folder
+        assert kind & 1024 and kind & 2048  # deferred, no impersonation (elevated)
+        assert action["Target"].startswith('"[INSTALLFOLDER]eid-agent.exe" write-browser-policy ')
+    assert write["Target"].endswith('--windows-registry --origins "[ALLOWEDORIGINS]"')
+    assert not int(write["Type"]) & 64  # a failure fails the install (IT sees it)
+    assert remove["Target"].endswith("--windows-registry --remove")
+    assert seq["WriteBrowserPolicy"]["Condition"] == 'ALLOWEDORIGINS AND NOT REMOVE~="ALL"'
+    assert seq["RemoveBrowserPolicy"]["Condition"] == 'REMOVE~="ALL"'
+    order = {name: int(seq[name]["Sequence"]) for name in (
+        "InstallInitialize", "RemoveFiles", "RemoveBrowserPolicy", "InstallFiles",
+        "WriteBrowserPolicy", "InstallFinalize")}
+    assert order["InstallInitialize"] < order["RemoveBrowserPolicy"] < order["RemoveFiles"]
+    assert order["InstallFiles"] < order["WriteBrowserPolicy"] < order["InstallFinalize"]
+    # The property reaches the elevated side.
+    assert "ALLOWEDORIGINS" in props(msi)["SecureCustomProperties"].split(";")

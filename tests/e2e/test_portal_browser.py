@@ -112,7 +112,10 @@ def agent(pcscd: PrivatePcscd, portal: Portal, tmp_path: Path) -> Iterator[Agent
     def start(script: dict[str, Any], **kwargs: Any) -> AgentProcess:
         home = tmp_path / f"agent-home-{len(started)}"
         home.mkdir()
-        process = AgentProcess(pcscd, home, script, allow_origins=(portal.origin,), **kwargs)
+        # the test portal is served over http://127.0.0.1: the agent's developer switch
+        extra_args = ("--allow-http-loopback", *kwargs.pop("extra_args", ()))
+        process = AgentProcess(pcscd, home, script, allow_origins=(portal.origin,),
+                               extra_args=extra_args, **kwargs)
         started.append(process)
         portal.app.agent_url = process.url
         return process
@@ -473,7 +476,7 @@ def test_full_registration_with_an_estonian_card(vpcd: Any, pcscd: PrivatePcscd,
     home = tmp_path / "agent-home"
     home.mkdir()
     process = AgentProcess(pcscd, home, {"pins": ["1234", "12345"], "consents": ["allow-once"]},
-                           allow_origins=(portal.origin,))
+                           allow_origins=(portal.origin,), extra_args=("--allow-http-loopback",))
     portal.app.agent_url = process.url
     try:
         open_landing(page, portal)

@@ -179,7 +179,10 @@ class FrozenAgent:
         self.serving_after: float | None = None
         self.proc = subprocess.Popen(
             [exe, "--log-level", "INFO", "serve", "--port", str(self.port), "--no-tray",
-             "--interaction", "none", "--allow-origin", "http://localhost"],
+             "--interaction", "none", "--allow-origin", "http://localhost",
+             "--allow-http-loopback",
+             # leave the machine's trust stores alone (Windows would ask to confirm)
+             "--trust-store", "none"],
             env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.lines: list[str] = []

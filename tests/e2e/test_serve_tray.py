@@ -41,7 +41,7 @@ def _start(display: str, pcscd, tmp_path: Path) -> tuple[subprocess.Popen[str], 
         env.pop("PYTHONPATH", None)
     proc = subprocess.Popen(
         ["dbus-run-session", "--", *program, "--log-level", "INFO",
-         "serve", "--port", str(port), "--allow-origin", "http://localhost"],
+         "serve", "--port", str(port), "--allow-origin", "http://localhost", "--allow-http-loopback"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []

@@ -211,3 +211,37 @@ def test_the_virtual_cards_are_siblings_on_the_iso_card() -> None:
     for card_class in (BeidCard, IdemiaCard, ThalesCard):
         assert issubclass(card_class, IsoCard)
     assert not issubclass(IdemiaCard, BeidCard) and not issubclass(ThalesCard, BeidCard)
+
+
+def _agent_modules(path: Path) -> set[str]:
+    """Dotted ``agent.*`` modules imported by ``path`` (at any depth in the file)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "agent":
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "agent")
+    return found
+
+
+def test_the_local_ca_is_pure() -> None:
+    # Certificates from cryptography and the standard library only: no agent room, no program.
+    imports = _imports(ROOT / "agent" / "tls" / "localca.py")
+    assert imports <= {"__future__", "cryptography", "datetime", "ipaddress", "os", "ssl",
+                       "dataclasses", "pathlib"}, imports
+
+
+def test_the_tls_room_knows_no_sockets_cards_or_app() -> None:
+    # agent/tls makes certificates, trust-store entries and policy files; the listener that
+    # uses them is agent/ws, wired by agent/app.
+    for path in (ROOT / "agent" / "tls").rglob("*.py"):
+        assert not {"smartcard", "websockets", "socket"} & _imports(path), path
+        others = {m for m in _agent_modules(path) if not m.startswith("agent.tls")}
+        assert others <= {"agent", "agent.core.origin", "agent.errors"}, (path, others)
+
+
+def test_the_peer_lookup_imports_no_agent_room() -> None:
+    # agent/ws asks agent/peercred at accept time; peercred itself is standard library only.
+    assert _agent_modules(ROOT / "agent" / "peercred.py") <= {"agent"}

@@ -77,7 +77,9 @@ def test_auth_digest_is_hash_of_hashes() -> None:
     assert token.auth_digest(origin, nonce, "SHA-384") == hashlib.sha384(data).digest()
 
 
-@pytest.mark.parametrize("nonce", ["A" * 43, "A" * 129, "", "A" * 43 + "!", None, 12345])
+@pytest.mark.parametrize(
+    "nonce", ["A" * 43, "A" * 129, "", "A" * 43 + "!", "A" * 44 + "\n", None, 12345]
+)
 def test_bad_nonces_are_invalid_arguments(nonce: object) -> None:
     with pytest.raises(InvalidArgumentError):
         token.validate_nonce(nonce)

@@ -400,8 +400,9 @@ def test_belgian_birth_date() -> None:
 def test_pick_language() -> None:
     assert pick_language(None) == "en"
     assert pick_language("nl-BE,nl;q=0.9,en;q=0.8") == "nl"
-    assert pick_language("fr-BE,fr;q=0.9,en;q=0.5,nl;q=0.7") == "nl"
-    assert pick_language("de-DE") == "en"
+    assert pick_language("fr-BE,fr;q=0.9,en;q=0.5,nl;q=0.7") == "fr"
+    assert pick_language("de-DE") == "de"
+    assert pick_language("it-IT,es;q=0.5") == "en"
     assert pick_language("nl-BE", cookie="en") == "en"
 
 
@@ -412,16 +413,19 @@ def _strings() -> dict[str, dict[str, str]]:
     return json.loads(match.group(1))
 
 
-def test_both_languages_have_every_string() -> None:
+def test_every_language_has_every_string() -> None:
     strings = _strings()
-    assert set(strings) == {"en", "nl"}
-    assert set(strings["en"]) == set(strings["nl"])
-    for key, text in strings["en"].items():
-        assert set(re.findall(r"\{\w+\}", text)) == set(re.findall(r"\{\w+\}", strings["nl"][key])), key
+    assert set(strings) == {"en", "nl", "fr", "de"}
+    for lang in ("nl", "fr", "de"):
+        assert set(strings["en"]) == set(strings[lang]), lang
+        for key, text in strings["en"].items():
+            placeholders = set(re.findall(r"\{\w+\}", strings[lang][key]))
+            assert set(re.findall(r"\{\w+\}", text)) == placeholders, (lang, key)
+        assert strings[lang]["loginButton"] != strings["en"]["loginButton"]  # really translated
     html = "".join((STATIC / name).read_text(encoding="utf-8") for name in
                    ("index.html", "phone.html", "portal.js", "phone.js"))
     used = set(re.findall(r'data-i18n="(\w+)"', html))
-    used |= set(re.findall(r'"((?:err|busy|phone)[A-Z]\w*)"', html))
+    used |= set(re.findall(r'"((?:err|busy|phone|agent|blockedHelp)[A-Z]\w*)"', html))
     assert used - set(strings["en"]) == set()
 
 
@@ -500,7 +504,7 @@ def test_http_serves_pages_and_the_js_client(server: Any) -> None:
     status, headers, body = _request(server, "GET", "/")
     assert status == 200 and b'src="/portal.js"' in body
     assert "default-src 'self'" in headers["Content-Security-Policy"]
-    assert "ws://127.0.0.1:24847" in headers["Content-Security-Policy"]
+    assert "ws://127.0.0.1:* wss://127.0.0.1:*" in headers["Content-Security-Policy"]  # the slot range
     status, headers, body = _request(server, "GET", "/clients/js/eid-agent.js")
     assert status == 200 and headers["Content-Type"].startswith("text/javascript")
     assert b"export class EidAgent" in body

@@ -220,9 +220,14 @@ def test_pending_limit() -> None:
             for i in range(2)
         ]
         assert all(isinstance(call, Call) for call in calls)
-        third = proto.receive(json.dumps(req("status", id=3)))
+        third = proto.receive(json.dumps(req("pinStatus", id=3)))
         assert error_code(third) == (-32014, "ERR_EID_TOO_MANY_REQUESTS")
         assert third["id"] == 3
+        # status stays answerable while the limit is reached (docs/protocol.md)
+        status = proto.receive(json.dumps(req("status", id=5)))
+        assert isinstance(status, Call)
+        assert "result" in await proto.execute(status)
+        assert proto.pending_status == 0
         tasks = [asyncio.create_task(proto.execute(call)) for call in calls]
         await asyncio.sleep(0)
         await service.sessions[0].close()
@@ -333,7 +338,15 @@ def test_other_hosts_are_refused(hosts: list[str]) -> None:
     ],
 )
 def test_good_origins(origin: str) -> None:
-    assert check_origin([origin]) == origin
+    assert check_origin([origin], allow_http_loopback=True) == origin
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:3000", "http://127.0.0.1", "http://[::1]:8080"])
+def test_http_loopback_origins_need_the_developer_switch(origin: str) -> None:
+    with pytest.raises(HandshakeRefused) as info:
+        check_origin([origin])
+    assert info.value.status == 403
+    assert "--allow-http-loopback" in info.value.reason
 
 
 @pytest.mark.parametrize(

@@ -178,10 +178,12 @@ def test_policy_refusal_from_the_service_is_403() -> None:
 @pytest.mark.parametrize(
     "origin", ["http://localhost:3000", "http://127.0.0.1:8080", "http://[::1]:5000"]
 )
-def test_localhost_http_origins_are_allowed(origin: str) -> None:
+def test_localhost_http_origins_are_allowed_with_the_switch(origin: str) -> None:
     async def scenario() -> None:
         service = FakeService()
-        async with running(service) as server, client(server, origin=origin) as ws:
+        async with running(service, allow_http_loopback=True) as server, client(
+            server, origin=origin
+        ) as ws:
             assert "result" in await call(ws, "status")
             assert service.opened == [origin]
 
@@ -302,9 +304,11 @@ def test_pending_request_limit() -> None:
                         }
                     )
                 )
-            response = await call(ws, "status", id=99)
+            response = await call(ws, "pinStatus", id=99)
             assert response["id"] == 99
             assert response["error"]["data"]["code"] == "ERR_EID_TOO_MANY_REQUESTS"
+            status = await call(ws, "status", id=100)  # never refused by the limit
+            assert status["id"] == 100 and "result" in status
 
     asyncio.run(scenario())
 

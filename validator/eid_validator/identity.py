@@ -46,7 +46,7 @@ class ValidatedIdentity:
     def from_certificate(cls, certificate: x509.Certificate, der: bytes) -> ValidatedIdentity:
         subject = certificate.subject
         serial = _attribute(subject, NameOID.SERIAL_NUMBER)
-        match = _SEMANTICS.match(serial) if serial else None
+        match = _SEMANTICS.fullmatch(serial) if serial else None
         return cls(
             certificate=certificate,
             certificate_der=der,

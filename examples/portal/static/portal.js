@@ -14,6 +14,7 @@ const page = {
   state: { step: "login" },
   agent: null, // last status() result, or null when unreachable
   agentError: null,
+  waitingForLocalAccess: false, // the page explains the browser's prompt before it appears
   message: null, // {key, vars} so it re-translates on a language switch
 };
 
@@ -59,6 +60,8 @@ const AGENT_ERRORS = {
   [eid.ErrorCode.ERR_EID_CARD_ERROR]: "errCardError",
   [eid.ErrorCode.ERR_EID_AGENT_UNAVAILABLE]: "agentMissing",
   [eid.ErrorCode.ERR_EID_CONNECTION_LOST]: "agentLost",
+  [eid.ErrorCode.ERR_EID_LOCAL_ACCESS_BLOCKED]: "errLocalAccessBlocked",
+  [eid.ErrorCode.ERR_EID_CERTIFICATE_UNTRUSTED]: "errCertUntrusted",
 };
 
 const SERVER_ERRORS = {
@@ -106,7 +109,7 @@ async function explain(error) {
     };
     return { code: error.code, parts: [[key, vars]] };
   }
-  const key = AGENT_ERRORS[error?.code] ?? "errUnexpected";
+  const key = error?.data?.insecureBlocked ? "agentMissingOrUntrusted" : AGENT_ERRORS[error?.code] ?? "errUnexpected";
   const parts = [[key, { n: error?.triesLeft ?? error?.data?.triesLeft, message: String(error?.message ?? error) }]];
   if (error?.code === eid.ErrorCode.ERR_EID_CARD_ERROR && await cardGone()) {
     return { code: error.code, parts: [["errCardRemoved", {}]] };
@@ -183,17 +186,45 @@ async function refreshAgent() {
   renderAgent();
 }
 
+/** Which browser's words to use to undo a blocked local-network permission. */
+function browserFamily() {
+  const ua = navigator.userAgent;
+  if (/Firefox\//.test(ua)) return "firefox";
+  if (/Chrome\/|Chromium\/|Edg\//.test(ua)) return "chrome";
+  return "other";
+}
+
+const BLOCKED_HELP = { chrome: "blockedHelpChrome", firefox: "blockedHelpFirefox", other: "blockedHelpOther" };
+
+/** The agent line's state and words for a failed connection. */
+function agentProblem(error) {
+  switch (error?.code) {
+    case eid.ErrorCode.ERR_EID_LOCAL_ACCESS_BLOCKED: return ["blocked", "agentBlocked"];
+    case eid.ErrorCode.ERR_EID_CERTIFICATE_UNTRUSTED: return ["untrusted", "agentUntrusted"];
+    default:
+      return error?.data?.insecureBlocked ? ["missing", "agentMissingOrUntrusted"] : ["missing", "agentMissing"];
+  }
+}
+
 function renderAgent() {
   const line = $("agent-line");
   const list = $("readers");
   list.replaceChildren();
-  $("agent-help").hidden = page.agent !== null || page.agentError === null;
+  const [problem, problemKey] = page.agentError ? agentProblem(page.agentError) : [null, null];
+  $("agent-help").hidden = problem !== "missing";
+  $("blocked-help").hidden = problem !== "blocked";
+  $("untrusted-help").hidden = problem !== "untrusted" && problemKey !== "agentMissingOrUntrusted";
+  $("local-access").hidden = !page.waitingForLocalAccess;
+  const help = $("blocked-help-text");
+  help.dataset.browser = browserFamily();
+  help.textContent = t(page.lang, BLOCKED_HELP[browserFamily()]);
   if (page.agent === null) {
-    line.dataset.state = page.agentError ? "missing" : "checking";
-    line.textContent = t(page.lang, page.agentError ? "agentMissing" : "agentChecking");
+    line.dataset.state = problem ?? (page.waitingForLocalAccess ? "ask-first" : "checking");
+    line.textContent = t(page.lang, problemKey ?? "agentChecking");
     return;
   }
   line.dataset.state = "running";
+  line.dataset.transport = eid.connectedEndpoint()?.secure ? "wss" : "ws";
   line.textContent = t(page.lang, "agentRunning", { version: page.agent.version ?? "" });
   const readers = page.agent.readers ?? [];
   if (readers.length === 0) {
@@ -210,6 +241,20 @@ function renderAgent() {
     item.textContent = t(page.lang, key, { reader: reader.name ?? "", holder });
     list.append(item);
   }
+}
+
+/**
+ * Connect to the agent, but when the browser would ask the user first (Chrome's local
+ * network access prompt), explain the question and wait for the user's click.
+ */
+async function connectAgent() {
+  if (await eid.needsLocalAccessPrompt()) {
+    page.waitingForLocalAccess = true;
+    renderAgent();
+    await new Promise((resolve) => $("connect-agent").addEventListener("click", resolve, { once: true }));
+    page.waitingForLocalAccess = false;
+  }
+  watchAgent();
 }
 
 function watchAgent() {
@@ -366,7 +411,12 @@ function setLanguage(lang) {
 
 async function start() {
   const config = await api("/api/config");
-  eid.configure({ url: config.agentUrl });
+  eid.configure(config.agentUrls
+    ? { urls: config.agentUrls }
+    : { basePort: config.agentBasePort, slots: config.agentSlots });
+  for (const button of document.querySelectorAll("button.reload")) {
+    button.addEventListener("click", () => location.reload());
+  }
   for (const button of document.querySelectorAll("[data-lang]")) {
     button.addEventListener("click", () => {
       rememberLanguage(button.dataset.lang);
@@ -381,7 +431,7 @@ async function start() {
   $("logout").addEventListener("click", () => action(logOut));
   page.state = await api("/api/state");
   setLanguage(chooseLanguage(config.lang));
-  watchAgent();
+  connectAgent();
   document.body.dataset.ready = "true";
 }
 
