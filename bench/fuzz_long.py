@@ -1,4 +1,4 @@
-"""The long fuzz run: every ``tests/test_fuzz_*.py`` property with the ``long`` Hypothesis
+"""The long fuzz run: every ``tests/*/test_fuzz_*.py`` property with the ``long`` Hypothesis
 profile (random seeds, ``--examples`` cases per property, at least 100 000 in total), the
 socket fuzz against the real agent process included. Records the result in
 ``docs/performance.md`` (the ``fuzz`` section).
@@ -33,7 +33,7 @@ def run(examples: int) -> tuple[int, str, dict[str, tuple[int, int, int]]]:
     report = Path(tempfile.mkdtemp(prefix="eid-fuzz-")) / "socket-messages"
     env = {**os.environ, PROFILE_ENV: "long", EXAMPLES_ENV: str(examples),
            "EID_FUZZ_SOCKET_REPORT": str(report)}
-    tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_fuzz_*.py"))
+    tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("*/test_fuzz_*.py"))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider",
          "--hypothesis-show-statistics", "--timeout", "3600"],
@@ -48,7 +48,7 @@ def run(examples: int) -> tuple[int, str, dict[str, tuple[int, int, int]]]:
         if found:
             counts[name] = tuple(sum(int(f[i]) for f in found) for i in range(3))  # type: ignore[assignment]
     if report.exists():  # a nested @given: Hypothesis prints no statistics for it
-        counts["tests/test_fuzz_protocol.py::test_real_socket_messages (real agent)"] = (
+        counts["tests/integration/test_fuzz_protocol.py::test_real_socket_messages (real agent)"] = (
             int(report.read_text()), 0, 0)
         shutil.rmtree(report.parent, ignore_errors=True)
     return result.returncode, output, counts

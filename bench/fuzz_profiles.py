@@ -1,4 +1,4 @@
-"""Hypothesis profiles of the fuzz tests (``tests/test_fuzz_*.py``).
+"""Hypothesis profiles of the fuzz tests (``tests/*/test_fuzz_*.py``).
 
 * ``ci`` (default): a few hundred derandomised examples per test, so the whole fuzz
   suite stays well under a minute and never flakes.
