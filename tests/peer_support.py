@@ -88,18 +88,53 @@ class NetNamespace:
         self.close()
 
 
+# What ``python -m agent serve --no-tray`` imports from the venv (the rest is the stdlib).
+AGENT_RUNTIME_PACKAGES = ("websockets", "smartcard", "cryptography", "cffi", "pycparser",
+                          "_cffi_backend.*")
+
+
 def other_user_agent_command(home: Path, *args: str) -> list[str]:
-    """``eid-agent serve`` as the other OS user with the system Python (stdlib + the venv's
-    site-packages on PYTHONPATH, as the venv's interpreter may be unreadable by that user)."""
-    site = next(p for p in sys.path if p.endswith("site-packages") and ".venv" in p)
-    root = str(Path(__file__).resolve().parent.parent)
+    """``eid-agent serve`` as the other OS user with the system Python. The checkout and the
+    venv may be unreadable by that user (a clone in a 0700 folder, as CI makes), so the
+    agent, the tray package, the validator and the few venv packages it needs are copied once into a
+    world-readable folder, and ``PYTHONPATH`` points there."""
+    tree = _readable_runtime()
     env = [
-        f"PYTHONPATH={root}:{root}/validator:{site}", f"HOME={home}", f"XDG_CONFIG_HOME={home}/config",
+        f"PYTHONPATH={tree}", f"HOME={home}", f"XDG_CONFIG_HOME={home}/config",
         f"XDG_STATE_HOME={home}/state", f"EID_AGENT_POLICY_FILE={home}/no-policy.json",
         "EID_AGENT_ALLOW_SCRIPTED=1",
     ]
     return ["runuser", "-u", OTHER_USER, "--", "env", "-i", *env, SYSTEM_PYTHON, "-m", "agent",
             "--log-level", "INFO", "serve", "--no-tray", *args]
+
+
+_RUNTIME: list[Path] = []
+
+
+def _readable_runtime() -> Path:
+    if _RUNTIME:
+        return _RUNTIME[0]
+    import atexit
+    import tempfile
+
+    site = Path(next(p for p in sys.path if p.endswith("site-packages") and ".venv" in p))
+    root = Path(__file__).resolve().parent.parent
+    tree = Path(tempfile.mkdtemp(prefix="eid-agent-other-user-"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(root / "agent", tree / "agent", ignore=ignore)
+    shutil.copytree(root / "tray", tree / "tray", ignore=ignore)  # tray.headless, the catalogs
+    shutil.copytree(root / "validator" / "eid_validator", tree / "eid_validator", ignore=ignore)
+    for pattern in AGENT_RUNTIME_PACKAGES:
+        for path in site.glob(pattern):
+            if path.is_dir():
+                shutil.copytree(path, tree / path.name, ignore=ignore)
+            else:
+                shutil.copy2(path, tree / path.name)
+    for path in (tree, *tree.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644 | (path.stat().st_mode & 0o111))
+    atexit.register(shutil.rmtree, tree, ignore_errors=True)
+    _RUNTIME.append(tree)
+    return tree
 
 
 @contextlib.contextmanager
