@@ -9,14 +9,12 @@ and log level.
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from agent import __version__
+from agent import __version__, folders
 from agent.core.policy import MachinePolicy, load_policy
+from agent.folders import APP_NAME, CONFIG_DIR_ENV
 
 __all__ = [
     "APP_NAME",
@@ -28,48 +26,13 @@ __all__ = [
     "default_log_dir",
 ]
 
-APP_NAME = "eid-agent"
 DEFAULT_PORT = 24847
 DEFAULT_INTERACTION_TIMEOUT = 120.0
 APP_VERSION_URL = "https://github.com/eid-agent/eid-agent/releases/"
 
 
-def _home(env: Mapping[str, str]) -> Path:
-    return Path(env.get("HOME") or Path.home())
-
-
-CONFIG_DIR_ENV = "EID_AGENT_CONFIG_DIR"
-"""Overrides the settings folder (several agents side by side, e.g. in tests); the Web eID
-host reads it too, so it finds the agent that uses the same folder."""
-
-
-def default_config_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
-    """Where the user's settings and approvals live (``EID_AGENT_CONFIG_DIR`` wins)."""
-    env = os.environ if env is None else env
-    if env.get(CONFIG_DIR_ENV):
-        return Path(env[CONFIG_DIR_ENV])
-    platform = platform or sys.platform
-    if platform == "win32":
-        base = env.get("APPDATA")
-        return Path(base) / APP_NAME if base else _home(env) / "AppData" / "Roaming" / APP_NAME
-    if platform == "darwin":
-        return _home(env) / "Library" / "Application Support" / APP_NAME
-    base = env.get("XDG_CONFIG_HOME")
-    return (Path(base) if base else _home(env) / ".config") / APP_NAME
-
-
-def default_log_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
-    """Where the agent writes its log files."""
-    env = os.environ if env is None else env
-    platform = platform or sys.platform
-    if platform == "win32":
-        base = env.get("LOCALAPPDATA")
-        root = Path(base) if base else _home(env) / "AppData" / "Local"
-        return root / APP_NAME / "logs"
-    if platform == "darwin":
-        return _home(env) / "Library" / "Logs" / APP_NAME
-    base = env.get("XDG_STATE_HOME")
-    return (Path(base) if base else _home(env) / ".local" / "state") / APP_NAME / "logs"
+default_config_dir = folders.config_dir
+default_log_dir = folders.log_dir
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ with another settings folder (``EID_AGENT_CONFIG_DIR``) gets its own channel: th
 name carries a short hash of the settings path, so several agents can run side by side.
 The same holds for a settings folder moved by ``XDG_CONFIG_HOME``.
 
-:func:`config_dir` repeats :func:`agent.core.config.default_config_dir` without importing
-the core (which pulls in ``cryptography``); ``tests/unit/test_webeid_registration.py`` keeps the two equal.
+:func:`config_dir` is :func:`agent.folders.config_dir`, the agent's own rule (standard library
+only, so the host does not import the core).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from agent.folders import APP_NAME, CONFIG_DIR_ENV, config_dir
+
 __all__ = [
     "CONFIG_DIR_ENV",
     "SOCKET_NAME",
@@ -32,32 +34,11 @@ __all__ = [
     "make_private_dir",
 ]
 
-APP_NAME = "eid-agent"
-CONFIG_DIR_ENV = "EID_AGENT_CONFIG_DIR"
 SOCKET_NAME = "webeid.sock"
 
 
 class UnsafeChannelError(OSError):
     """The channel's folder is not private to this user (owner, mode, or a symlink)."""
-
-
-def _home(env: Mapping[str, str]) -> Path:
-    return Path(env.get("HOME") or Path.home())
-
-
-def config_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
-    """The user's settings folder, as the agent computes it."""
-    env = os.environ if env is None else env
-    platform = platform or sys.platform
-    if env.get(CONFIG_DIR_ENV):
-        return Path(env[CONFIG_DIR_ENV])
-    if platform == "win32":
-        base = env.get("APPDATA")
-        return Path(base) / APP_NAME if base else _home(env) / "AppData" / "Roaming" / APP_NAME
-    if platform == "darwin":
-        return _home(env) / "Library" / "Application Support" / APP_NAME
-    base = env.get("XDG_CONFIG_HOME")
-    return (Path(base) if base else _home(env) / ".config") / APP_NAME
 
 
 def _suffix(config: Path, env: Mapping[str, str]) -> str:

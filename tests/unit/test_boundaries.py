@@ -158,13 +158,14 @@ def test_the_webeid_host_imports_only_the_standard_library() -> None:
     import sys
 
     allowed = set(sys.stdlib_module_names) | {"agent"}
-    for name in ("host.py", "paths.py", "winpeer.py", "__init__.py"):
-        path = ROOT / "agent" / "webeid" / name
+    host_side = [ROOT / "agent" / "webeid" / n for n in ("host.py", "paths.py", "winpeer.py", "__init__.py")]
+    for path in [*host_side, ROOT / "agent" / "folders.py"]:
         assert _imports(path) <= allowed, path
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip().startswith(("from agent", "import agent")):
-                assert line.strip().startswith(("from agent import __version__", "from agent.webeid.paths ",
-                                                "from agent.webeid import winpeer")), line
+                assert line.strip().startswith((
+                    "from agent import __version__", "from agent.webeid.paths ", "from agent.folders ",
+                    "from agent.webeid import winpeer")), line
 
 
 def test_the_webeid_host_process_loads_no_qt_pyscard_or_websockets() -> None:
