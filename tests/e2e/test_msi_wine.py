@@ -89,10 +89,14 @@ class Wine:
 
     def boot(self) -> None:
         self.prefix.mkdir(parents=True)
-        # One wineserver for the whole module: otherwise every `wine reg` may start Wine anew.
-        subprocess.run(["wineserver", "-p"], env=self.env, timeout=60, check=True)
         done = self.run("wineboot", "-i", timeout=300)
         assert done.returncode == 0, done.stderr
+        # The new prefix is still being set up after wineboot returns (a command started
+        # then fails with "ShellExecuteEx failed"): wait until Wine has ended completely.
+        subprocess.run(["wineserver", "-w"], env=self.env, timeout=300, check=True)
+        # Then one wineserver for the whole module (otherwise every `wine reg` may start
+        # Wine anew); it ends 30 s after its last client if the teardown never comes.
+        subprocess.run(["wineserver", "-p30"], env=self.env, timeout=60, check=True)
 
     def stop(self) -> None:
         subprocess.run(["wineserver", "-k"], env=self.env, timeout=60, check=False,
@@ -124,6 +128,8 @@ class Wine:
         """name -> (type, data) of one key's values ("" for the default); None: no such key."""
         done = self.run("reg", "query", key)
         if done.returncode != 0:
+            # Only this answer means "absent"; anything else (Wine failing) fails the test.
+            assert "Unable to find the specified registry key" in done.stdout, done
             return None
         found: dict[str, tuple[str, str]] = {}
         for line in done.stdout.splitlines():
@@ -193,6 +199,10 @@ def test_silent_install_writes_policy_and_uninstall_removes_it(
         wine: Wine, payload: Path, tmp_path: Path) -> None:
     msi = build(payload, tmp_path / "eid-agent.msi", "1.2.3")
     assert_nothing_installed(wine)
+    # The launch conditions run: a bad value refuses the whole install (1603, exit 1603 & 255).
+    for bad in ("PORT=99999", "ALLOWUSERAPPROVAL=2"):
+        assert wine.msiexec("/i", wine.windows(msi), "/qn", bad) == 1603 & 0xFF, bad
+        assert_nothing_installed(wine)
     wine.install(msi, **PROPERTIES)
 
     # The machine policy the agent reads, typed as docs/deploy.md says.
