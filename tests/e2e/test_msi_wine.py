@@ -55,6 +55,7 @@ LIST_KEYS = [
 # origin (http on loopback), which the agent's policy allows but the browser lists skip.
 ORIGINS = "https://portal.example;https://sign.example:8443 http://localhost:8000"
 PORTALS = ["https://portal.example", "https://sign.example:8443"]
+NOT_STARTED = "Application could not be started"
 PROPERTIES = {
     "PORT": "25000",
     "LOGLEVEL": "DEBUG",
@@ -78,6 +79,17 @@ class Wine:
                         WINEDLLOVERRIDES="mscoree,mshtml=")
 
     def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        # Rarely (about 1 in 300 starts here, on a loaded machine) Wine's loader fails to start
+        # the program at all and says so through start.exe; the program never ran, so it is
+        # started again (at most twice more). Any other outcome is returned as it is.
+        for _ in range(3):
+            done = self._run_once(*args, timeout=timeout)
+            if not done.stdout.startswith(NOT_STARTED):
+                break
+            print(f"wine did not start {args[0]}; again", file=sys.stderr)
+        return done
+
+    def _run_once(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         # Files, not pipes: Wine's helper processes (services, explorer) outlive the command
         # and hold its output open, so reading a pipe to its end would wait for them.
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
