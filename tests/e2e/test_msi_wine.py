@@ -286,3 +286,24 @@ def test_major_upgrade_without_properties_keeps_the_policy(
     # Only the newer product is left: uninstalling it leaves nothing behind.
     wine.uninstall(newer)
     assert_nothing_installed(wine)
+
+
+def test_standin_writes_what_the_python_writer_would(wine: Wine, payload: Path) -> None:
+    """The stand-in's rules against the agent's, on awkward input (what the MSI passes on)."""
+    awkward = ("HTTPS://Portal.Example https://portal.example:443,https://sign.example:8443;"
+               "https://x.example/path http://localhost:8000 https://[::1]:9000 ftp://a.example "
+               "https://user@a.example https://a.example?q https://a.example:0 "
+               "https://a.example:99999 https://portal.example/ https://b.example:08443")
+    expected = python_lists(awkward)
+    assert expected[LIST_KEYS[0]] == ["https://portal.example", "https://sign.example:8443",
+                                      "https://[::1]:9000", "https://b.example:8443"]
+    exe = wine.windows(payload / "eid-agent.exe")
+    done = wine.run(exe, "write-browser-policy", "--windows-registry", "--origins", awkward)
+    assert done.returncode == 0, done
+    try:
+        for key in LIST_KEYS:
+            assert numbered(wine.values(key)) == expected[key], key
+    finally:
+        done = wine.run(exe, "write-browser-policy", "--windows-registry", "--remove")
+    assert done.returncode == 0, done
+    assert all(wine.values(key) is None for key in LIST_KEYS)

@@ -6,8 +6,8 @@
  *   eid-agent.exe write-browser-policy --windows-registry --remove
  *
  * and does what agent/tls/browser_policy.py (write_windows / remove_windows) does there:
- * LIST split on spaces, semicolons and commas; https origins only (lower case, no trailing
- * "/", no ":443"; anything else skipped); duplicates dropped; for Chrome and Edge, each of
+ * LIST split on spaces, semicolons and commas; https origins only (lower case, no path, a
+ * valid port, no ":443"; anything else skipped); duplicates dropped; for Chrome and Edge, each of
  * LocalNetworkAccessAllowedForUrls and LoopbackNetworkAllowedForUrls becomes exactly the
  * REG_SZ values "1".."n" (older numbered values removed, other names kept), or the key is
  * deleted when no origin is left. HKLM, 64-bit view. The test compares the result with the
@@ -29,24 +29,44 @@ static const wchar_t *KEYS[] = {
     L"SOFTWARE\\Policies\\Microsoft\\Edge\\LoopbackNetworkAllowedForUrls",
 };
 
-/* Canonical https origin in place, or 0 when the item is not one. */
+/* Canonical https origin in place, or 0 when the item is not one (as the agent's
+ * normalize_origin: no path, query, fragment or user; a port 1..65535; ":443" dropped). */
 static int canonical(wchar_t *item)
 {
-    size_t n;
-    wchar_t *host, *p;
+    wchar_t *host, *port, *p;
+    long number;
     for (p = item; *p; p++)
         *p = towlower(*p);
     if (wcsncmp(item, L"https://", 8) != 0)
         return 0;
-    n = wcslen(item);
-    if (n > 8 && item[n - 1] == L'/')
-        item[--n] = 0;
     host = item + 8;
-    if (!*host || wcspbrk(host, L"/?#@ "))
+    if (!*host || wcspbrk(host, L"/?#@\\ "))
         return 0;
-    n = wcslen(item);
-    if (n > 12 && wcscmp(item + n - 4, L":443") == 0)
-        item[n - 4] = 0;
+    if (*host == L'[') {
+        p = wcschr(host, L']');
+        if (!p)
+            return 0;
+        port = *(p + 1) == L':' ? p + 1 : (*(p + 1) ? NULL : p + 1);
+        if (!port)
+            return 0;
+    } else {
+        port = wcschr(host, L':');
+        if (!port)
+            port = host + wcslen(host);
+        if (port == host)
+            return 0;
+    }
+    if (*port == L':') {
+        if (!port[1] || wcsspn(port + 1, L"0123456789") != wcslen(port + 1) || wcslen(port + 1) > 5)
+            return 0;
+        number = wcstol(port + 1, NULL, 10);
+        if (number < 1 || number > 65535)
+            return 0;
+        if (number == 443)
+            *port = 0;
+        else  /* no leading zeros: never longer than what it replaces */
+            swprintf(port, 7, L":%ld", number);
+    }
     return 1;
 }
 
