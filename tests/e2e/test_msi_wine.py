@@ -171,7 +171,7 @@ def payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from test_msi import make_payload
 
-    assert shutil.which(MINGW), f"{MINGW} is needed (Debian gcc-mingw-w64-x86-64)"
+    assert shutil.which(MINGW), f"{MINGW} is needed (Debian gcc-mingw-w64-x86-64-win32)"
     folder = make_payload(tmp_path_factory.mktemp("payload"))
     subprocess.run([MINGW, "-municode", "-O2", "-Wall", "-Werror", "-o",
                     str(folder / "eid-agent.exe"), str(STANDIN)], check=True)
