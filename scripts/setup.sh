@@ -27,8 +27,9 @@ APT_PACKAGES=(
   # browser tests (Debian's browsers, never a downloaded one): Chromium (Playwright), Firefox ESR
   # (its own Marionette), WebKitGTK (WebKitWebDriver + MiniBrowser)
   chromium firefox-esr webkit2gtk-driver
-  # MSI build and inspection
-  wixl msitools
+  # MSI build and inspection; a real silent install/uninstall under Wine's msiexec, with a
+  # stand-in eid-agent.exe built by mingw-w64 (tests/e2e/test_msi_wine.py)
+  wixl msitools wine gcc-mingw-w64-x86-64-win32
   # wss:// local CA: NSS certutil/vfychain (browser trust stores), the system bundle tools
   libnss3-tools ca-certificates
   # validating the generated autostart entry

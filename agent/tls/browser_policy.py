@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.core.origin import normalize_origin
+from agent.errors import OriginNotAllowedError
 
 __all__ = [
     "CHROME_POLICIES",
@@ -60,7 +61,10 @@ def split_origins(text: str) -> list[str]:
 def _origins(origins: Iterable[str]) -> list[str]:
     out: list[str] = []
     for origin in origins:
-        normal = normalize_origin(origin)
+        try:
+            normal = normalize_origin(origin)
+        except OriginNotAllowedError as exc:  # a malformed entry: the callers' ValueError
+            raise ValueError(str(exc)) from None
         if not normal.startswith("https://"):
             raise ValueError(f"{origin!r}: portals must be https:// origins")
         if normal not in out:

@@ -5,6 +5,7 @@ like the PyInstaller output. The checks read the tables with ``msiinfo export`` 
 files with ``msiextract``, so they prove the source compiles and says what docs/deploy.md
 claims: per-machine x64 install, Run entry for every user, policy values bound to the public
 properties (and only written when set), major upgrades, a clean uninstall.
+test_msi_wine.py installs, upgrades and removes the same MSI under Wine's msiexec.
 """
 
 from __future__ import annotations

@@ -57,7 +57,9 @@ def test_only_https_portals(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         browser_policy.write(["http://localhost:8080"], tmp_path)
     out = _cli(tmp_path, "--origin", "http://portal.example")
-    assert out.returncode != 0
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    out = _cli(tmp_path, "--origin", "https://portal.example/login")
+    assert out.returncode == 2 and "not a valid origin" in out.stderr, out.stderr
     assert not (tmp_path / "etc").exists()
 
 
@@ -94,6 +96,12 @@ def test_windows_lists_from_the_msi_property() -> None:
     for values in registry.keys.values():
         # numbered from 1, https only, deduplicated, canonical; an older longer list is gone
         assert values == {"1": "https://portal.example", "2": "https://sign.example:8443"}
+
+    # A malformed entry (a path, a bad port) is skipped like http, not a crash of the MSI's
+    # custom action (that would fail the whole install with a traceback).
+    assert browser_policy.windows_lists(
+        ["https://portal.example/", "https://a.example:0", "https://ok.example"]
+    )[r"SOFTWARE\Policies\Microsoft\Edge\LoopbackNetworkAllowedForUrls"] == ["https://ok.example"]
 
     browser_policy.write_windows(["http://localhost:8080"], registry)  # nothing https left
     assert registry.keys == {}
