@@ -68,8 +68,10 @@ def hash_function_for(name: str) -> hashes.HashAlgorithm:
 
 
 def digest(hash_function: str, data: bytes) -> bytes:
-    hash_function_for(hash_function)  # the typed error for an unknown name
-    return contract.digest(hash_function, data)
+    try:
+        return contract.digest(hash_function, data)
+    except ValueError as exc:  # an unknown hash name
+        raise InvalidArgumentError(str(exc)) from None
 
 
 def validate_nonce(nonce: object) -> str:
@@ -107,8 +109,10 @@ def token_algorithm(
 
 def signed_data(origin: str, nonce: str, hash_function: str) -> bytes:
     """``H(origin) || H(nonce)``: what the validator checks the signature over."""
-    hash_function_for(hash_function)
-    return contract.signed_data(hash_function, origin, nonce)
+    try:
+        return contract.signed_data(hash_function, origin, nonce)
+    except ValueError as exc:  # an unknown hash name
+        raise InvalidArgumentError(str(exc)) from None
 
 
 def auth_digest(origin: str, nonce: str, hash_function: str) -> bytes:
