@@ -137,7 +137,7 @@ def verify_token(token: Any, origin: str, nonce: str) -> x509.Certificate:
     certificate = x509.load_der_x509_certificate(base64.b64decode(token["unverifiedCertificate"]))
     hash_name = {"ES256": "SHA-256", "ES384": "SHA-384", "ES512": "SHA-512", "RS256": "SHA-256",
                  "PS256": "SHA-256"}[token["algorithm"]]
-    algorithm = WEB_EID_HASHES[hash_name].new()
+    algorithm = getattr(hashes, WEB_EID_HASHES[hash_name].hashlib_name.upper())()
     h = getattr(hashlib, hash_name.replace("-", "").lower())
     data = h(origin.encode()).digest() + h(nonce.encode()).digest()
     signature = base64.b64decode(token["signature"])

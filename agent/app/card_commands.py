@@ -16,8 +16,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
 from agent.cards.beid import PIN, BeidFile, BeidSession, open_session
 from agent.cards.beid_identity import BeidIdentity
 from agent.errors import AgentError, NoCardError, NoReaderError, UnsupportedCardError
@@ -57,6 +55,8 @@ def add_parser(subparsers: Any) -> None:
 def _subject(certificate: bytes | None) -> str:
     if certificate is None:
         return "(none)"
+    from cryptography import x509  # noqa: PLC0415 - the resident agent never loads it for this
+
     try:
         names = {
             x509.NameOID.SERIAL_NUMBER: "serialNumber",

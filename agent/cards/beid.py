@@ -28,11 +28,6 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-
 from agent.cards.base import (
     PINPAD,
     CardInfo,
@@ -672,6 +667,12 @@ class BeidSession:
         check_basic_key_hash(tags.get(TAG_BASIC_KEY_HASH), key_file)
         key_der = trim_der(key_file)
         raw = self.channel.send_apdu(0x00, INS_INTERNAL_AUTHENTICATE, 0x02, 0x81, b"\x94\x30" + challenge)
+        # Imported here: the resident agent needs cryptography only for such checks.
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.utils import Prehashed  # noqa: PLC0415
+
         key = serialization.load_der_public_key(key_der)
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise IdentitySignatureError("the card key (4040) is not an EC key")

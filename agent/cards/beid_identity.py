@@ -21,15 +21,14 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import BadResponseError, CardError
 from agent.smartcard.tlv import parse_simple_tlv, trim_der
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
 
 logger = logging.getLogger(__name__)
 
@@ -368,6 +367,8 @@ _PHOTO_HASHES = {20: hashlib.sha1, 32: hashlib.sha256, 48: hashlib.sha384}
 def _rsa_hashes(photo_hash_length: int) -> list[hashes.HashAlgorithm]:
     """Hash choice for RSA data signatures (eid-mw ``verify_once``): by photo-hash length,
     with a SHA-256 retry after SHA-1 ("some CA4 cards are re-signed CA3 ones")."""
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415 - see verify_identity_files
+
     if photo_hash_length == 48:
         return [hashes.SHA384()]
     if photo_hash_length == 32:
@@ -378,6 +379,10 @@ def _rsa_hashes(photo_hash_length: int) -> list[hashes.HashAlgorithm]:
 def _verify_rrn_signature(
     rrn_cert: x509.Certificate, data: bytes, signature: bytes, photo_hash_length: int, what: str
 ) -> None:
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: PLC0415
+
     key = rrn_cert.public_key()
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
@@ -437,6 +442,11 @@ def verify_identity_files(
     Raises:
         IdentitySignatureError: anything does not verify.
     """
+    # cryptography is imported only here, when a card's identity is read: the resident agent
+    # identifies cards and builds tokens without it (agent.smartcard.certinfo).
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+
     try:
         rrn = x509.load_der_x509_certificate(rrn_certificate)
     except ValueError as exc:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import threading
 from typing import Final
 
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
 from agent.errors import PinError
+from agent.smartcard.tlv import encode_ber
 
 __all__ = ["CertificateCache", "PinRequiredError", "ecdsa_raw_to_der", "shared_certificate_cache"]
 
@@ -23,9 +22,15 @@ def ecdsa_raw_to_der(signature: bytes) -> bytes:
     if not signature or len(signature) % 2:
         raise ValueError("a raw ECDSA signature has two halves of equal length")
     half = len(signature) // 2
-    r = int.from_bytes(signature[:half], "big")
-    s = int.from_bytes(signature[half:], "big")
-    return encode_dss_signature(r, s)
+    return encode_ber(0x30, _der_integer(signature[:half]) + _der_integer(signature[half:]))
+
+
+def _der_integer(magnitude: bytes) -> bytes:
+    """A non-negative big-endian number as a DER INTEGER (minimal, sign byte when needed)."""
+    value = magnitude.lstrip(b"\x00") or b"\x00"
+    if value[0] & 0x80:
+        value = b"\x00" + value
+    return encode_ber(0x02, value)
 
 
 _MISSING = object()

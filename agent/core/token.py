@@ -13,14 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from eid_validator import contract
 
 from agent.cards.base import SignatureAlgorithm
 from agent.core.values import AuthToken
 from agent.errors import InvalidArgumentError, NotSupportedError
-from agent.smartcard.certinfo import parse_certificate
+from agent.smartcard.certinfo import CertificateInfo, read_certificate
 
 __all__ = [
     "TOKEN_FORMAT",
@@ -28,7 +26,6 @@ __all__ = [
     "auth_digest",
     "build_token",
     "digest",
-    "hash_function_for",
     "load_certificate",
     "signed_data",
     "token_algorithm",
@@ -47,24 +44,16 @@ class TokenAlgorithm:
     padding: str | None = None  # "PSS" for PS256, else None (the driver's default)
 
 
-def load_certificate(certificate: bytes) -> x509.Certificate:
-    """Parse a card certificate, accepting the non-DER encodings some national CAs use.
+def load_certificate(certificate: bytes) -> CertificateInfo:
+    """Read a card certificate, accepting the non-DER encodings some national CAs use.
 
     Raises:
         InvalidArgumentError: not an X.509 certificate.
     """
     try:
-        return parse_certificate(certificate)
+        return read_certificate(certificate)
     except ValueError as exc:
-        raise InvalidArgumentError(f"not an X.509 certificate: {exc}") from exc
-
-
-def hash_function_for(name: str) -> hashes.HashAlgorithm:
-    """A ``cryptography`` hash object for a web-eid.js hash name (exact spelling)."""
-    try:
-        return contract.hash_function(name)
-    except ValueError as exc:
-        raise InvalidArgumentError(str(exc)) from None
+        raise InvalidArgumentError(str(exc)) from exc
 
 
 def digest(hash_function: str, data: bytes) -> bytes:
@@ -98,10 +87,11 @@ def token_algorithm(
         NotSupportedError: a key type or curve Web eID has no algorithm for.
         InvalidArgumentError: the certificate cannot be parsed.
     """
-    key = load_certificate(certificate).public_key()
+    info = load_certificate(certificate)
     paddings = {a.padding_scheme for a in card_algorithms if a.crypto_algorithm == "RSA"}
     try:
-        name, hash_name = contract.token_algorithm_for_key(key, rsa_pss=paddings == {"PSS"})
+        name, hash_name = contract.token_algorithm_for(info.key_type, info.curve,
+                                                       rsa_pss=paddings == {"PSS"})
     except ValueError as exc:
         raise NotSupportedError(str(exc)) from None
     return TokenAlgorithm(name, hash_name, "PSS" if name.startswith("PS") else None)

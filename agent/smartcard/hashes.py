@@ -3,21 +3,21 @@
 web-eid.js allows SHA-224/256/384/512 and SHA3-224/256/384/512 as ``hashFunction``
 (``/work/shared/reference/web-eid.md`` section 1; the names come from
 ``eid_validator.contract``); the Belgian driver also signs SHA-1
-(applet 1.7), which web-eid.js never sends. Each entry names the ``cryptography`` hash class;
-the digest length comes from that class. The RFC 8017 DigestInfo prefix (what an RSA card
+(applet 1.7), which web-eid.js never sends. Each entry names its ``hashlib`` algorithm;
+the digest length comes from there. The RFC 8017 DigestInfo prefix (what an RSA card
 that pads by itself wants in front of the hash) is given where a driver needs it.
 
-Standard library, ``cryptography`` and the Web eID contract only, so any layer may use it.
+Standard library and the Web eID contract only, so any layer may use it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.hazmat.primitives import hashes
 from eid_validator import contract
 
 logger = logging.getLogger(__name__)
@@ -27,17 +27,17 @@ __all__ = ["HASHES", "WEB_EID_HASHES", "HashFunction", "lookup"]
 
 @dataclass(frozen=True)
 class HashFunction:
-    """One hash function: its web-eid.js name, its ``cryptography`` class, its DigestInfo."""
+    """One hash function: its web-eid.js name, its ``hashlib`` name, its DigestInfo."""
 
     name: str  # web-eid.js spelling, e.g. "SHA-384", "SHA3-256"
-    algorithm: type[hashes.HashAlgorithm]
+    hashlib_name: str  # e.g. "sha384", "sha3_256"
     digest_info_prefix: bytes | None = None  # RFC 8017 9.2 note 1; None where no driver needs it
     web_eid: bool = True  # False: known to a driver, but not a web-eid.js hashFunction
 
     @property
     def length(self) -> int:
         """The digest length in bytes."""
-        return self.algorithm().digest_size
+        return hashlib.new(self.hashlib_name).digest_size
 
     def digest_info(self, digest: bytes) -> bytes:
         """The DER DigestInfo of ``digest`` (prefix || digest).
@@ -49,9 +49,8 @@ class HashFunction:
             raise ValueError(f"no DigestInfo prefix for {self.name}")
         return self.digest_info_prefix + digest
 
-    def new(self) -> hashes.HashAlgorithm:
-        """A ``cryptography`` hash object (for ``hashes.Hash``, ``Prehashed``, ...)."""
-        return self.algorithm()
+    def digest(self, data: bytes) -> bytes:
+        return hashlib.new(self.hashlib_name, data).digest()
 
 
 # RFC 8017 DigestInfo prefixes, for drivers whose card pads RSA by itself.
@@ -63,11 +62,11 @@ _DIGEST_INFO_PREFIXES: Final = {
 }
 
 HASHES: Final[Mapping[str, HashFunction]] = {
-    "SHA-1": HashFunction("SHA-1", hashes.SHA1, bytes.fromhex("3021300906052B0E03021A05000414"),
+    "SHA-1": HashFunction("SHA-1", "sha1", bytes.fromhex("3021300906052B0E03021A05000414"),
                           web_eid=False),
     **{
-        name: HashFunction(name, algorithm, _DIGEST_INFO_PREFIXES.get(name))
-        for name, algorithm in contract.HASH_FUNCTIONS.items()
+        name: HashFunction(name, hashlib_name, _DIGEST_INFO_PREFIXES.get(name))
+        for name, hashlib_name in contract.HASH_FUNCTIONS.items()
     },
 }
 """Every hash function a driver or the core knows, by web-eid.js name."""

@@ -30,11 +30,15 @@ class KeyFamily(enum.Enum):
 
 
 def hash_for_name(name: str) -> hashes.HashAlgorithm:
-    """A web-eid.js ``hashFunction`` name ("SHA-256", "SHA3-384", ...) as a hash object."""
+    """A web-eid.js ``hashFunction`` name ("SHA-256", "SHA3-384", ...) as a hash object.
+
+    The contract gives the ``hashlib`` name; ``cryptography`` names its class the same in
+    capitals (``sha3_384`` -> ``hashes.SHA3_384``)."""
     try:
-        return contract.hash_function(name)
+        algorithm: hashes.HashAlgorithm = getattr(hashes, contract.hashlib_name(name).upper())()
     except ValueError as exc:
         raise AlgorithmNotAllowedError(str(exc)) from None
+    return algorithm
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Algorithm:
 
     @property
     def hash(self) -> hashes.HashAlgorithm:
-        return contract.hash_function(self.hash_name)
+        return hash_for_name(self.hash_name)
 
     @classmethod
     def parse(cls, name: str) -> Algorithm:

@@ -4,17 +4,16 @@ One place for: the origin form (``location.origin``), the challenge nonce form, 
 data ``H(UTF-8(origin)) || H(UTF-8(nonce))``, the JWA algorithm names and which key gives
 which, and the web-eid.js hash names. Reference: ``/work/shared/reference/web-eid.md`` §1
 and §2.1. The eid-agent imports this module for its tokens, so a rule changed here changes
-on both sides. ``cryptography`` and the standard library only.
+on both sides. Standard library only: the agent's resident process reads card certificates
+and builds tokens without ``cryptography``, and the Web eID host checks origins with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Final
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 __all__ = [
     "ALGORITHMS",
@@ -30,24 +29,25 @@ __all__ = [
     "check_nonce",
     "check_origin",
     "digest",
-    "hash_function",
+    "hashlib_name",
     "signed_data",
-    "token_algorithm_for_key",
+    "token_algorithm_for",
 ]
 
 TOKEN_FORMAT: Final = "web-eid:1.0"  # noqa: S105 - a format name; what a token maker writes
 FORMAT_PREFIX: Final = "web-eid:1"  # what a checker accepts (any 1.x)
 
-# web-eid.js ``hashFunction`` names (web-eid.md §1), exact spelling.
-HASH_FUNCTIONS: Final[Mapping[str, type[hashes.HashAlgorithm]]] = {
-    "SHA-224": hashes.SHA224,
-    "SHA-256": hashes.SHA256,
-    "SHA-384": hashes.SHA384,
-    "SHA-512": hashes.SHA512,
-    "SHA3-224": hashes.SHA3_224,
-    "SHA3-256": hashes.SHA3_256,
-    "SHA3-384": hashes.SHA3_384,
-    "SHA3-512": hashes.SHA3_512,
+# web-eid.js ``hashFunction`` names (web-eid.md §1), exact spelling, and their ``hashlib``
+# names (in capitals, the names of ``cryptography``'s hash classes: ``hashes.SHA3_384``).
+HASH_FUNCTIONS: Final[Mapping[str, str]] = {
+    "SHA-224": "sha224",
+    "SHA-256": "sha256",
+    "SHA-384": "sha384",
+    "SHA-512": "sha512",
+    "SHA3-224": "sha3_224",
+    "SHA3-256": "sha3_256",
+    "SHA3-384": "sha3_384",
+    "SHA3-512": "sha3_512",
 }
 
 # JWA names a token may carry; ES/RS/PS use SHA-2 of the named size.
@@ -135,22 +135,20 @@ def check_nonce(nonce: object) -> str:
     return nonce
 
 
-def hash_function(name: str) -> hashes.HashAlgorithm:
-    """A ``cryptography`` hash object for a web-eid.js hash name.
+def hashlib_name(name: str) -> str:
+    """The ``hashlib`` name of a web-eid.js hash name.
 
     Raises:
         ValueError: not one of the web-eid.js names (spelling is exact).
     """
     try:
-        return HASH_FUNCTIONS[name]()
+        return HASH_FUNCTIONS[name]
     except KeyError:
         raise ValueError(f"unknown hash function {name!r}") from None
 
 
 def digest(name: str, data: bytes) -> bytes:
-    h = hashes.Hash(hash_function(name))
-    h.update(data)
-    return h.finalize()
+    return hashlib.new(hashlib_name(name), data).digest()
 
 
 def signed_data(hash_name: str, origin: str, nonce: str) -> bytes:
@@ -158,20 +156,22 @@ def signed_data(hash_name: str, origin: str, nonce: str) -> bytes:
     return digest(hash_name, origin.encode("utf-8")) + digest(hash_name, nonce.encode("utf-8"))
 
 
-def token_algorithm_for_key(public_key: object, *, rsa_pss: bool = False) -> tuple[str, str]:
+def token_algorithm_for(key_type: str, curve: str | None = None, *,
+                        rsa_pss: bool = False) -> tuple[str, str]:
     """The (JWA name, hash name) a token made with this authentication key carries.
 
-    RSA gives RS256 (PS256 when the card pads with PSS only); EC P-256/384/521 give
-    ES256/384/512.
+    ``key_type`` is ``"RSA"`` or ``"EC"``; ``curve`` an EC key's curve by its SEC name
+    (``secp384r1``, as ``cryptography`` names it). RSA gives RS256 (PS256 when the card pads
+    with PSS only); EC P-256/384/521 give ES256/384/512.
 
     Raises:
         ValueError: a key type or curve Web eID has no algorithm for.
     """
-    if isinstance(public_key, rsa.RSAPublicKey):
+    if key_type == "RSA":
         return ("PS256", "SHA-256") if rsa_pss else ("RS256", "SHA-256")
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
+    if key_type == "EC":
         try:
-            return CURVE_ALGORITHMS[public_key.curve.name]
+            return CURVE_ALGORITHMS[curve or ""]
         except KeyError:
-            raise ValueError(f"no Web eID algorithm for curve {public_key.curve.name}") from None
-    raise ValueError(f"no Web eID algorithm for a {type(public_key).__name__}")
+            raise ValueError(f"no Web eID algorithm for curve {curve}") from None
+    raise ValueError(f"no Web eID algorithm for a {key_type} key")
