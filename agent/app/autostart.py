@@ -90,11 +90,12 @@ def desktop_entry_path() -> Path:
     return _config_home() / "autostart" / DESKTOP_NAME
 
 
-def agent_command() -> list[str]:
-    """The command that runs this agent: the frozen binary, or this Python with ``-m agent``."""
+def agent_command(command: str = "serve") -> list[str]:
+    """The command that runs this agent (``command``: its subcommand): the frozen binary, or
+    this Python with ``-m agent``."""
     if getattr(sys, "frozen", False):
-        return [sys.executable, "serve"]
-    return [sys.executable, "-m", "agent", "serve"]
+        return [sys.executable, command]
+    return [sys.executable, "-m", "agent", command]
 
 
 def _source_root() -> Path | None:

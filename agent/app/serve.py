@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -193,23 +194,55 @@ class WssOptions:
 
 async def _prepare_tls(config: Any, options: WssOptions) -> Any:
     """The certificate set for ``wss://`` (made at first start, trusted per ``options``), or
-    None when it cannot be made or read (``ws://`` still serves)."""
-    from agent.tls import localca
+    None when it cannot be made or read (``ws://`` still serves).
 
-    try:
-        tls = await asyncio.to_thread(localca.ensure, config.config_dir)
-    except (OSError, ValueError) as exc:
-        logger.warning("no wss:// listener: cannot make or read its certificate (%s)", exc)
-        return None
-    if tls.created and options.trust == "auto":
-        from agent.tls import truststore
+    The set is read with the standard library (:mod:`agent.tls.served`); making one is left
+    to a short-lived ``eid-agent prepare-certificate`` process, so this resident process
+    never loads ``cryptography``."""
+    from agent.tls import served
 
-        trusting = asyncio.ensure_future(asyncio.to_thread(truststore.install_for_user, tls))
-        if sys.platform.startswith("linux"):
-            await trusting  # NSS: a few ms, and pages find the CA trusted once we listen
-        # Windows and macOS ask the user to confirm: serve meanwhile.
+    files = served.TlsFiles.in_config_dir(config.config_dir)
+    tls = await asyncio.to_thread(served.read, files)
+    if tls is None:
+        await asyncio.to_thread(make_certificate, config.config_dir, options.trust)
+        tls = await asyncio.to_thread(served.read, files)
+        if tls is None:
+            logger.warning("no wss:// listener: its certificate could not be made or read")
     return tls
 
+
+def make_certificate(config_dir: Path, trust: str) -> bool:
+    """Have ``eid-agent prepare-certificate --renew`` make a new set (and trust it when
+    ``trust`` is ``auto``). Returns when the set is on disk: on Linux after the NSS stores
+    were updated too (a few ms; pages then find the CA trusted once we listen); on Windows and
+    macOS, which ask the user to confirm, without waiting for that. False when it failed."""
+    from agent.app.autostart import agent_command
+
+    command = [*agent_command("prepare-certificate"), "--config-dir", str(config_dir),
+               "--trust", trust, "--renew"]
+    try:
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 text=True)
+    except OSError as exc:
+        logger.warning("cannot start %s: %s", command[0], exc)
+        return False
+    assert child.stdout is not None
+    made = child.stdout.readline().strip() == PREPARED
+    if sys.platform.startswith("linux") or not made:
+        try:
+            child.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    else:
+        threading.Thread(target=child.wait, name="prepare-certificate", daemon=True).start()
+    if not made:
+        logger.warning("making the wss:// certificate failed (exit status %s)", child.returncode)
+    return made
+
+
+PREPARED = "prepared"
+"""What ``eid-agent prepare-certificate`` prints once the set is on disk."""
 
 RENEW_CHECK_SECONDS = 12 * 3600
 """How often a running agent checks whether its certificate is due for renewal."""
@@ -217,16 +250,17 @@ RENEW_CHECK_SECONDS = 12 * 3600
 
 def renew_tls(config_dir: Path, context: Any, trust: str, now: Any = None) -> Any:
     """Renew the certificate set when due (new CA + leaf, trust stores swapped) and load the
-    new leaf into the running listener's ``context`` (new connections get it). The set."""
-    from agent.tls import localca
+    new leaf into the running listener's ``context`` (new connections get it). The new set,
+    or None when the current one is not due."""
+    from agent.tls import served
 
-    tls = localca.ensure(config_dir, now=now)
-    if tls.created:
-        if trust == "auto":
-            from agent.tls import truststore
-
-            truststore.install_for_user(tls)
-        context.load_cert_chain(tls.files.cert, tls.files.key)
+    files = served.TlsFiles.in_config_dir(config_dir)
+    if served.read(files, now=now) is not None:
+        return None
+    make_certificate(config_dir, trust)
+    tls = served.read(files)
+    if tls is not None:
+        context.load_cert_chain(files.cert, files.key)
         logger.info("renewed the wss:// certificate; local CA SHA-256 %s", tls.ca_fingerprint)
     return tls
 

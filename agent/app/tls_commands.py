@@ -8,6 +8,7 @@ and :mod:`agent.tls.browser_policy` (managed browser policies).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import socket
 import sys
 from pathlib import Path
@@ -36,6 +37,23 @@ def _cmd_install(args: argparse.Namespace) -> int:
     if record.os_store:
         print(f"  trusted in {record.os_store}")
     return 0 if (record.nss or record.os_store or args.system) else 3
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    """What ``serve`` runs when its certificate set is missing, broken or due: make a set
+    (a new one with ``--renew``), say so on stdout, then trust a new CA in this user's stores
+    when ``--trust auto``. The serving process itself never loads ``cryptography``."""
+    from agent.app.serve import PREPARED
+    from agent.tls import localca
+
+    renew_before = dt.timedelta.max if args.renew else localca.RENEW_BEFORE
+    tls = localca.ensure(_config_dir(args), renew_before=renew_before)
+    print(PREPARED, flush=True)
+    if tls.created and args.trust == "auto":
+        from agent.tls import truststore
+
+        truststore.install_for_user(tls)
+    return 0
 
 
 def _cmd_uninstall(args: argparse.Namespace) -> int:
@@ -147,6 +165,15 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     install.add_argument("--system", action="store_true",
                          help="also the system bundle (root; update-ca-certificates)")
     install.set_defaults(func=_cmd_install)
+    prepare = subparsers.add_parser(
+        "prepare-certificate",
+        help="make the wss:// certificate set when it is missing or due (serve runs this)",
+    )
+    prepare.add_argument("--config-dir", help="the user's settings folder (default: per platform)")
+    prepare.add_argument("--trust", choices=("auto", "none"), default="auto",
+                         help="auto: trust a new CA in this user's browser stores")
+    prepare.add_argument("--renew", action="store_true", help="make a new set even when not due")
+    prepare.set_defaults(func=_cmd_prepare)
     uninstall = subparsers.add_parser(
         "uninstall-certificate",
         help="remove the local CA from the trust stores and delete the agent's certificate",

@@ -13,7 +13,9 @@ Files, in ``<config dir>/tls/`` (folder 0700): ``ca.pem`` (the CA certificate, p
 :data:`RENEW_BEFORE` remain (or the files are broken), a NEW CA and leaf replace them; the
 caller then swaps the trust stores (the old CA certificate is handed back for removal).
 
-Pure: cryptography and the file system only.
+Pure: cryptography and the file system only. The serving process reads the set with
+:mod:`agent.tls.served` (standard library) and runs this module only in a short-lived
+``eid-agent prepare-certificate`` process.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from agent.tls.served import RENEW_BEFORE, TlsFiles, server_context
 
 __all__ = [
     "CA_DAYS",
@@ -46,40 +50,8 @@ __all__ = [
 LEAF_DAYS = 365
 CA_DAYS = LEAF_DAYS + 1
 """The CA outlives its only leaf by a day; it can sign nothing after creation anyway."""
-RENEW_BEFORE = dt.timedelta(days=30)
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 CA_NAME = "eid-agent local CA"
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """Where the CA certificate, the leaf and the leaf's key live."""
-
-    folder: Path
-
-    @classmethod
-    def in_config_dir(cls, config_dir: Path) -> TlsFiles:
-        return cls(Path(config_dir) / "tls")
-
-    @property
-    def ca(self) -> Path:
-        return self.folder / "ca.pem"
-
-    @property
-    def cert(self) -> Path:
-        return self.folder / "cert.pem"
-
-    @property
-    def key(self) -> Path:
-        return self.folder / "key.pem"
-
-    def remove(self) -> None:
-        for path in (self.key, self.cert, self.ca):
-            path.unlink(missing_ok=True)
-        try:
-            self.folder.rmdir()
-        except OSError:
-            pass
 
 
 @dataclass(frozen=True)
@@ -282,10 +254,3 @@ def ensure(
         files, ca, leaf, created=True, replaced_ca=current.ca if current is not None else None
     )
 
-
-def server_context(files: TlsFiles) -> ssl.SSLContext:
-    """The server side of ``wss://``: TLS 1.2+, the leaf and its key."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(files.cert, files.key)
-    return context

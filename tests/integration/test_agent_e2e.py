@@ -197,3 +197,32 @@ def test_a_second_agent_on_the_same_port_exits_cleanly(pki, pcscd, tmp_path) -> 
     assert second.returncode == 3
     assert "already running" in second.stderr
     assert "Traceback" not in second.stderr
+
+
+def _maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_the_resident_agent_never_loads_cryptography(pki, pcscd, vpcd, tmp_path) -> None:
+    """Cards identified, tokens built, signatures made and wss:// served (its certificate set
+    made at the first start by a short-lived ``prepare-certificate`` process, then only read):
+    the serving process never maps cryptography's library (docs/performance.md, Idle)."""
+    vpcd(_card(pki, "1.8"))
+    nonce = base64.b64encode(os.urandom(32)).decode()
+    digest = hashlib.sha256(b"registration summary").digest()
+    script = {"pins": [PIN, PIN], "consents": ["allow-once"]}
+    for start in ("first", "second"):
+        with AgentProcess(pcscd, tmp_path, script, allow_origins=(PORTAL,)) as agent:
+            token, cert = asyncio.run(_rpc(agent.url, PORTAL, [
+                ("authenticate", {"challengeNonce": nonce}), ("getSigningCertificate", {})]))
+            (signed,) = asyncio.run(_rpc(agent.url, PORTAL, [
+                ("sign", {"certificate": cert["result"]["certificate"],
+                          "hash": base64.b64encode(digest).decode(), "hashFunction": "SHA-256"})]))
+            maps = _maps(agent.proc.pid)
+            output = agent.stop()
+        assert token["result"]["algorithm"] == "ES384", start
+        assert "signature" in signed["result"], start
+        assert f"wss://127.0.0.1:{agent.wss_port}" in output, (start, output)
+        assert "cryptography" not in maps and "_rust.abi3" not in maps, start
+        assert "libpython" in maps or "python" in maps  # the probe reads the right process
+    assert (tmp_path / "config" / "eid-agent" / "tls" / "ca.pem").is_file()

@@ -271,11 +271,13 @@ def test_running_listener_picks_up_a_renewed_certificate(tmp_path: Path) -> None
 
     der = serialization.Encoding.DER
     assert served() == tls.leaf.public_bytes(der)
-    assert not renew_tls(tmp_path, context, "none").created  # not due: nothing changes
+    assert renew_tls(tmp_path, context, "none") is None  # not due: nothing changes
+    assert served() == tls.leaf.public_bytes(der)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=localca.LEAF_DAYS - 10)
-    renewed = renew_tls(tmp_path, context, "none", now=later)
-    assert renewed.created
-    assert served() == renewed.leaf.public_bytes(der) != tls.leaf.public_bytes(der)
+    renewed = renew_tls(tmp_path, context, "none", now=later)  # made by prepare-certificate
+    assert renewed is not None
+    assert served() == renewed.leaf.der != tls.leaf.public_bytes(der)
+    assert renewed.ca_fingerprint != tls.ca_fingerprint
     listener.close()
 
 
@@ -322,3 +324,41 @@ def test_system_bundle_install_and_removal_in_a_private_mount_namespace(tmp_path
     # the machine's own bundle did not get our CA
     assert tls.ca.public_bytes(serialization.Encoding.PEM) not in Path(
         "/etc/ssl/certs/ca-certificates.crt").read_bytes()
+
+
+def test_served_reads_what_localca_makes_and_refuses_what_it_must_not_serve(tmp_path: Path) -> None:
+    """The resident's standard-library reader (agent.tls.served) against localca's own load."""
+    from agent.tls import served
+
+    tls = localca.ensure(tmp_path / "a")
+    got = served.read(tls.files)
+    assert got is not None
+    assert got.ca_fingerprint == tls.ca_fingerprint
+    assert got.expires == tls.expires
+    assert got.leaf.der == tls.leaf.public_bytes(serialization.Encoding.DER)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=localca.LEAF_DAYS - 29)
+    assert served.read(tls.files, now=later) is None  # due for renewal
+    other = localca.ensure(tmp_path / "b")
+    (tmp_path / "a" / "tls" / "key.pem").write_bytes(other.files.key.read_bytes())
+    assert served.read(tls.files) is None  # a key that is not the leaf's
+    assert localca.load(tls.files) is None  # the same verdict as localca's
+    (tmp_path / "a" / "tls" / "cert.pem").write_bytes(other.files.cert.read_bytes())
+    assert served.read(tls.files) is None  # a leaf some other CA issued
+    assert localca.load(tls.files) is None
+    (tmp_path / "a" / "tls" / "ca.pem").write_text("not a certificate")
+    assert served.read(tls.files) is None
+    assert served.read(served.TlsFiles(tmp_path / "missing")) is None
+
+
+def test_prepare_certificate_makes_a_set_only_when_asked_or_due(tmp_path: Path) -> None:
+    from agent.app.serve import make_certificate
+    from agent.tls import served
+
+    files = served.TlsFiles.in_config_dir(tmp_path)
+    assert served.read(files) is None
+    assert make_certificate(tmp_path, "none")  # what serve runs at a first start
+    first = served.read(files)
+    assert first is not None
+    assert make_certificate(tmp_path, "none")  # --renew: a new CA, as when due
+    second = served.read(files)
+    assert second is not None and second.ca_fingerprint != first.ca_fingerprint

@@ -228,10 +228,19 @@ def _agent_modules(path: Path) -> set[str]:
 
 
 def test_the_local_ca_is_pure() -> None:
-    # Certificates from cryptography and the standard library only: no agent room, no program.
+    # Certificates from cryptography and the standard library only, and the file layout of
+    # agent.tls.served: no other agent room, no program.
     imports = _imports(ROOT / "agent" / "tls" / "localca.py")
     assert imports <= {"__future__", "cryptography", "datetime", "ipaddress", "os", "ssl",
-                       "dataclasses", "pathlib"}, imports
+                       "dataclasses", "pathlib", "agent"}, imports
+    assert _agent_modules(ROOT / "agent" / "tls" / "localca.py") <= {"agent.tls.served"}
+
+
+def test_the_serving_side_of_tls_is_standard_library_only() -> None:
+    # What the resident agent runs: no cryptography (it reads certificates with certinfo).
+    imports = _imports(ROOT / "agent" / "tls" / "served.py")
+    assert "cryptography" not in imports, imports
+    assert _agent_modules(ROOT / "agent" / "tls" / "served.py") <= {"agent.smartcard.certinfo"}
 
 
 def test_the_tls_room_knows_no_sockets_cards_or_app() -> None:
@@ -240,7 +249,8 @@ def test_the_tls_room_knows_no_sockets_cards_or_app() -> None:
     for path in (ROOT / "agent" / "tls").rglob("*.py"):
         assert not {"smartcard", "websockets", "socket"} & _imports(path), path
         others = {m for m in _agent_modules(path) if not m.startswith("agent.tls")}
-        assert others <= {"agent", "agent.core.origin", "agent.errors"}, (path, others)
+        assert others <= {"agent", "agent.core.origin", "agent.errors",
+                          "agent.smartcard.certinfo"}, (path, others)
 
 
 def test_the_peer_lookup_imports_no_agent_room() -> None:
