@@ -53,7 +53,12 @@ def test_demo_serves_the_card_the_agent_and_the_portal(pcscd, tmp_path) -> None:
                 return json.loads(await ws.recv())
 
         while True:
-            answer = asyncio.run(status())["result"]
+            try:  # the agent listens once its wss:// certificate is made (a first start)
+                answer = asyncio.run(status())["result"]
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+                time.sleep(0.2)
+                continue
             card = answer["readers"][0]["card"]
             if card is not None or time.monotonic() > deadline:
                 break
