@@ -131,15 +131,22 @@ async def run_agent(
         logger.warning("%s", warning)
         print(f"eid-agent: WARNING: {warning}", file=sys.stderr, flush=True)
     config = dataclasses.replace(config, port=reservation.ws_port)
-    tls = await _prepare_tls(config, wss) if wss.enabled and reservation.wss_sockets else None
+    # The certificate set is read (or, at a first start, made by a child process) while the
+    # service starts and identifies the cards.
+    preparing = asyncio.ensure_future(
+        _prepare_tls(config, wss) if wss.enabled and reservation.wss_sockets else _no_tls()
+    )
+    backend = PcscBackend()
+    service = AgentService(backend, interaction, config=config, on_idle=release_free_memory)
+    stop = stop or asyncio.Event()
+    try:
+        await service.start()
+    finally:
+        tls = await preparing
     if tls is None:  # no wss:// (switched off, its port taken, or no certificate)
         for sock in reservation.take_wss_sockets():
             sock.close()
     context = tls.context() if tls is not None else None
-    backend = PcscBackend()
-    service = AgentService(backend, interaction, config=config, on_idle=release_free_memory)
-    stop = stop or asyncio.Event()
-    await service.start()
     renewer: asyncio.Task[None] | None = None
     try:
         async with serve(
@@ -209,6 +216,10 @@ async def _prepare_tls(config: Any, options: WssOptions) -> Any:
         if tls is None:
             logger.warning("no wss:// listener: its certificate could not be made or read")
     return tls
+
+
+async def _no_tls() -> None:
+    return None
 
 
 def make_certificate(config_dir: Path, trust: str) -> bool:
