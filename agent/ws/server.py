@@ -412,7 +412,11 @@ class _Connection:
         try:
             async for message in self.connection:
                 outcome = protocol.receive(message)
-                if isinstance(outcome, Call):
+                if isinstance(outcome, Call) and outcome.method == "status":
+                    # status never waits (no card, no user): answered in place, without a
+                    # task of its own (a burst of them is the common load).
+                    self._enqueue(False, await protocol.execute(outcome))
+                elif isinstance(outcome, Call):
                     task = asyncio.create_task(self._run_call(protocol, outcome))
                     self.tasks.add(task)
                     task.add_done_callback(self.tasks.discard)
