@@ -25,9 +25,11 @@ No pyscard, no sockets, no ``cryptography``: drivers, the operations core and th
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final
 
 from agent.errors import BadResponseError
@@ -186,12 +188,18 @@ def _time(tag: int, value: bytes) -> dt.datetime:
 
 
 def read_certificate(certificate: bytes) -> CertificateInfo:
-    """Read a DER certificate (nothing after it).
+    """Read a DER certificate (nothing after it). The last few are remembered: the same card
+    certificates are read for every dialog and token.
 
     Raises:
         ValueError: not an X.509 certificate.
     """
-    outer = _Reader(bytes(certificate))
+    return _read_cached(bytes(certificate))
+
+
+@functools.lru_cache(maxsize=32)
+def _read_cached(certificate: bytes) -> CertificateInfo:
+    outer = _Reader(certificate)
     whole = _Reader(outer.value(_SEQUENCE))
     if outer.more():
         raise ValueError("not a certificate: data after it")
@@ -222,8 +230,8 @@ def read_certificate(certificate: bytes) -> CertificateInfo:
         key_type = key_oid
     whole.value(_SEQUENCE)  # signature algorithm again
     whole.value(_BIT_STRING)  # the CA's signature
-    return CertificateInfo(bytes(certificate), subject, issuer, key_type, curve, not_before,
-                           not_after, serial, spki_der)
+    return CertificateInfo(certificate, MappingProxyType(subject), MappingProxyType(issuer),
+                           key_type, curve, not_before, not_after, serial, spki_der)
 
 
 def _read(certificate: bytes | None) -> CertificateInfo | None:
