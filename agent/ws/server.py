@@ -205,11 +205,15 @@ class WsServer:
     async def _start_wss(self, sockets: list[socket.socket]) -> None:
         """``wss://`` on the slot's wss sockets: the same handler, checks, limits and
         connection class as ``ws://`` (limits count both together); TLS is finished before
-        the connection counts as a handshake, within ``HANDSHAKE_TIMEOUT``."""
+        the connection counts as a handshake, within ``HANDSHAKE_TIMEOUT``. Where the peer
+        lookup is cheap, another OS user's connection is closed at accept, before TLS
+        (:class:`_OwnUserListener`)."""
         assert self.reservation is not None
         if not sockets:
             logger.warning("no wss:// port reserved: ws:// only")
             return
+        if LOOKUP_IS_CHEAP:
+            sockets = [_OwnUserListener.adopt(sock) for sock in sockets]
         try:
             for sock in sockets:
                 server = await ws_serve(
@@ -354,6 +358,31 @@ class WsServer:
             left = self._per_origin.pop(origin, 1) - 1
             if left > 0:
                 self._per_origin[origin] = left
+
+
+class _OwnUserListener(socket.socket):
+    """A ``wss://`` listening socket whose ``accept`` closes the connections of other OS users
+    at once, before any TLS: they can neither hold TLS handshakes open (which the handshake
+    cap only counts once TLS is done) nor see the agent's certificate. asyncio's selector
+    loop (Linux, macOS) accepts through this method; Windows' proactor accepts by itself, and
+    there the peer is checked after TLS, with the request."""
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> _OwnUserListener:
+        return cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        while True:
+            conn, address = super().accept()  # BlockingIOError when none is left: asyncio's cue
+            try:
+                owner = _lookup(address, conn.getsockname())
+            except OSError:
+                owner = PeerOwner(False, "unknown")
+            if owner.same_user:
+                return conn, address
+            refusals.warning("closed a wss:// connection of another OS user before TLS (%s)",
+                             owner.detail)
+            conn.close()
 
 
 class _GuardedConnection(ServerConnection):

@@ -29,6 +29,7 @@ from agent.ws.ports import SLOT_BASE
 from tests.agent_process import AgentProcess, wait_until
 from tests.peer_support import (
     OTHER_USER,
+    SYSTEM_PYTHON,
     NetNamespace,
     other_user_agent_command,
     raw_client,
@@ -340,7 +341,9 @@ def test_wss_takes_the_slots_wss_port_and_refuses_other_users_too(pki, pcscd, vp
                 assert result["tls"] in ("TLSv1.2", "TLSv1.3")
                 theirs = raw_client(host, agent.wss_port, PORTAL, "status", "getSigningCertificate",
                                     user=OTHER_USER, netns=netns, tls_ca=ca)
-                _refused_and_told_nothing(theirs)
+                # closed at accept, before TLS: not even the certificate is seen
+                assert theirs["status"] is None and theirs["replies"] == [], theirs
+                assert theirs["error"] and "CERTIFICATE" not in theirs["error"], theirs
             rebound = raw_client("127.0.0.1", agent.wss_port, PORTAL, "status", netns=netns,
                                  tls_ca=ca, host_port=agent.port)
             assert rebound["status"] == 403 and rebound["replies"] == []
@@ -354,3 +357,50 @@ def _other_ca() -> str:
     """A CA that did not sign the agent's certificate (PEM)."""
     with tempfile.TemporaryDirectory() as folder:
         return localca.ensure(Path(folder)).files.ca.read_text(encoding="ascii")
+
+
+HOLD_SOURCE = r"""
+import json, socket, sys, time
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+held = []
+for _ in range(count):
+    held.append(socket.create_connection((host, port), timeout=5))
+closed = 0
+deadline = time.monotonic() + 3
+for sock in held:
+    sock.settimeout(max(0.05, deadline - time.monotonic()))
+    try:
+        closed += sock.recv(1) == b""
+    except ConnectionResetError:
+        closed += 1
+    except socket.timeout:
+        pass
+print(json.dumps({"opened": len(held), "closed": closed}))
+"""
+
+
+@pytest.mark.pcsc
+def test_other_users_cannot_hold_tls_handshakes_open(pki, pcscd, tmp_path) -> None:
+    """Raw TCP connections to the wss:// port that never start TLS: another OS user's are
+    closed at once (they would otherwise sit out the TLS timeout outside the handshake cap);
+    this user's own stay open until that timeout."""
+    require_other_user()
+    with NetNamespace() as netns:
+        with AgentProcess(pcscd, tmp_path, {"pins": [], "consents": []}, allow_origins=(PORTAL,),
+                          prefix=netns.prefix, port=None, log_level="INFO") as agent:
+            def hold(user: str | None, count: int) -> dict[str, int]:
+                command = [*netns.prefix, *(["runuser", "-u", user, "--"] if user else []),
+                           SYSTEM_PYTHON, "-c", HOLD_SOURCE, "127.0.0.1", str(agent.wss_port),
+                           str(count)]
+                done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                      check=True)
+                result: dict[str, int] = json.loads(done.stdout)
+                return result
+
+            theirs = hold(OTHER_USER, 100)
+            assert theirs == {"opened": 100, "closed": 100}
+            own = hold(None, 5)
+            assert own == {"opened": 5, "closed": 0}  # waiting for TLS, as a browser would
+            output = agent.stop()
+    assert output.count("closed a wss:// connection of another OS user before TLS") >= 1
+    assert "Traceback" not in output
