@@ -157,10 +157,7 @@ def _issue(now: dt.datetime) -> tuple[x509.Certificate, x509.Certificate, ec.Ell
     )
     leaf = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "eid-agent"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
-        ]))
+        .subject_name(_name("localhost"))
         .issuer_name(ca_name)
         .public_key(leaf_key.public_key())
         .serial_number(x509.random_serial_number())
