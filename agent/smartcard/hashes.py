@@ -49,8 +49,6 @@ class HashFunction:
             raise ValueError(f"no DigestInfo prefix for {self.name}")
         return self.digest_info_prefix + digest
 
-    def digest(self, data: bytes) -> bytes:
-        return hashlib.new(self.hashlib_name, data).digest()
 
 
 # RFC 8017 DigestInfo prefixes, for drivers whose card pads RSA by itself.
