@@ -228,6 +228,7 @@ def make_certificate(config_dir: Path, trust: str) -> bool:
     were updated too (a few ms; pages then find the CA trusted once we listen); on Windows and
     macOS, which ask the user to confirm, without waiting for that. False when it failed."""
     from agent.app.autostart import agent_command
+    from agent.app.tls_commands import PREPARED
 
     command = [*agent_command("prepare-certificate"), "--config-dir", str(config_dir),
                "--trust", trust, "--renew"]
@@ -251,9 +252,6 @@ def make_certificate(config_dir: Path, trust: str) -> bool:
         logger.warning("making the wss:// certificate failed (exit status %s)", child.returncode)
     return made
 
-
-PREPARED = "prepared"
-"""What ``eid-agent prepare-certificate`` prints once the set is on disk."""
 
 RENEW_CHECK_SECONDS = 12 * 3600
 """How often a running agent checks whether its certificate is due for renewal."""

@@ -13,7 +13,10 @@ import socket
 import sys
 from pathlib import Path
 
-__all__ = ["add_parsers", "diag_lines"]
+__all__ = ["PREPARED", "add_parsers", "diag_lines"]
+
+PREPARED = "prepared"
+"""What ``eid-agent prepare-certificate`` prints once the set is on disk (``serve`` waits for it)."""
 
 
 def _config_dir(args: argparse.Namespace) -> Path:
@@ -43,7 +46,6 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     """What ``serve`` runs when its certificate set is missing, broken or due: make a set
     (a new one with ``--renew``), say so on stdout, then trust a new CA in this user's stores
     when ``--trust auto``. The serving process itself never loads ``cryptography``."""
-    from agent.app.serve import PREPARED
     from agent.tls import localca
 
     renew_before = dt.timedelta.max if args.renew else localca.RENEW_BEFORE
